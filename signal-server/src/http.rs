@@ -1,0 +1,194 @@
+//! HTTP side: built-in pages (or the user's `--web-root`), the official Socket.IO browser client,
+//! health, metrics and the ICE servers clients should use.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower_http::services::ServeDir;
+
+use crate::config::IceServer;
+use crate::relay::Shared;
+
+/// The official `socket.io-client` browser bundle, from npm (see build.rs).
+const SOCKET_IO_JS: &[u8] = include_bytes!(env!("OMNICAST_SOCKET_IO_JS"));
+
+/// Built-in pages, from `assets/web/`.
+const PAGES: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../assets/web/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../assets/web/index.html"),
+    ),
+    (
+        "/watch.html",
+        "text/html; charset=utf-8",
+        include_str!("../../assets/web/index.html"),
+    ),
+    (
+        "/broadcast.html",
+        "text/html; charset=utf-8",
+        include_str!("../../assets/web/broadcast.html"),
+    ),
+    (
+        "/omnicast.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/web/omnicast.css"),
+    ),
+    (
+        "/common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/common.js"),
+    ),
+    (
+        "/watch.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/watch.js"),
+    ),
+    (
+        "/broadcast.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/broadcast.js"),
+    ),
+];
+
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stun_port: Option<u16>,
+    pub(crate) extra_ice_servers: Arc<Vec<IceServer>>,
+}
+
+pub(crate) fn router<S>(
+    state: HttpState,
+    socket_io: S,
+    web_root: Option<&std::path::Path>,
+) -> Router
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: IntoResponse + 'static,
+    S::Future: Send + 'static,
+{
+    let mut router = Router::new()
+        .route("/socket.io/socket.io.js", get(socket_io_js))
+        .route("/socket.io/socket.io.min.js", get(socket_io_js))
+        .route_service("/socket.io/", socket_io.clone())
+        .route_service("/socket.io/{*rest}", socket_io)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ice-servers", get(ice_servers));
+    match web_root {
+        Some(dir) => router = router.fallback_service(ServeDir::new(dir)),
+        None => {
+            for &(path, content_type, body) in PAGES {
+                router = router.route(
+                    path,
+                    get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
+                );
+            }
+        }
+    }
+    router.with_state(state)
+}
+
+async fn socket_io_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SOCKET_IO_JS,
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let snapshot = state.shared.hub.lock().snapshot();
+    match crate::metrics::render(&snapshot) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("metrics encoding failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `{"iceServers": [...]}`: the embedded STUN server on the host the client used to reach us,
+/// then the configured extra servers.
+async fn ice_servers(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_without_port);
+    let mut servers = Vec::new();
+    if let (Some(port), Some(host)) = (state.stun_port, host) {
+        servers.push(IceServer {
+            urls: vec![format!("stun:{host}:{port}")],
+            username: None,
+            credential: None,
+        });
+    }
+    servers.extend(state.extra_ice_servers.iter().cloned());
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "iceServers": servers })),
+    )
+}
+
+/// `example.com:4000` → `example.com`, `[::1]:4000` → `[::1]`; rejects anything that is not a
+/// plausible host name so a forged Host header cannot inject into the URL.
+fn host_without_port(host: &str) -> Option<String> {
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, _) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(format!("[{inside}]"));
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    valid.then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(
+            host_without_port("localhost:4000").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(host_without_port("10.1.2.3").as_deref(), Some("10.1.2.3"));
+        assert_eq!(host_without_port("[::1]:4000").as_deref(), Some("[::1]"));
+        assert_eq!(host_without_port("evil\"host"), None);
+        assert_eq!(host_without_port("[nope]:1"), None);
+        assert_eq!(host_without_port(""), None);
+    }
+}

@@ -1,0 +1,658 @@
+//! The signalling protocol as a pure state machine: no sockets, no clocks, no locks.
+//!
+//! The transport glue ([`crate::relay`]) feeds it connects, messages and disconnects with the
+//! current time, and delivers the [`Outgoing`] messages it returns. Tests drive it directly with
+//! fake time.
+//!
+//! Classic protocol (the Node "broadcast server" every tutorial ships):
+//! - `broadcaster` () → remember the sender as the room's broadcaster, `broadcaster` () to every
+//!   other socket of the room;
+//! - `watcher` () → `watcher` (watcherId) to the broadcaster;
+//! - `offer` / `answer` / `candidate` (targetId, payload) → same event (senderId, payload) to target;
+//! - a watcher that disconnects → `disconnectPeer` (id) and `bye` (id) to the broadcaster.
+//!
+//! Extensions (classic clients ignore events they do not know):
+//! - rooms, chosen when connecting;
+//! - a broadcaster key, configured per room or claimed by the first keyed broadcaster, so nobody
+//!   can take over a broadcast;
+//! - `broadcasterLeft` () to the room when its broadcaster goes (plus `disconnectPeer`/`bye` with
+//!   the broadcaster's id to its watchers), `noBroadcaster` () to a watcher that asks too early;
+//! - `viewers` (count) to the broadcaster whenever its viewer count changes;
+//! - `error` ({code, event, message}) to a sender whose message was rejected.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+pub use socketioxide::socket::Sid;
+
+/// Longest room name accepted, in bytes.
+pub const MAX_ROOM_NAME_BYTES: usize = 64;
+/// Longest broadcaster key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// The room a client lands in when it names none (the classic single-broadcast behaviour).
+pub const DEFAULT_ROOM: &str = "";
+
+/// Limits and keys the hub enforces.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Largest accepted message (the whole Socket.IO event, as JSON text), in bytes.
+    pub max_payload_bytes: usize,
+    /// Sustained messages per second one socket may send.
+    pub max_events_per_sec: u32,
+    /// Messages one socket may send in a burst above the sustained rate.
+    pub max_event_burst: u32,
+    /// Key required to broadcast in any room without a key of its own.
+    pub broadcaster_key: Option<String>,
+    /// Keys required to broadcast in particular rooms.
+    pub room_keys: HashMap<String, String>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 64 * 1024,
+            max_events_per_sec: 200,
+            max_event_burst: 400,
+            broadcaster_key: None,
+            room_keys: HashMap::new(),
+        }
+    }
+}
+
+/// Why a connection or message was refused. The code is what clients see in `error` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    BadArguments,
+    UnknownEvent,
+    UnknownTarget,
+    PayloadTooLarge,
+    RateLimited,
+    BroadcasterKey,
+    BinaryNotSupported,
+    TargetBusy,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 8] = [
+        Rejection::BadArguments,
+        Rejection::UnknownEvent,
+        Rejection::UnknownTarget,
+        Rejection::PayloadTooLarge,
+        Rejection::RateLimited,
+        Rejection::BroadcasterKey,
+        Rejection::BinaryNotSupported,
+        Rejection::TargetBusy,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::BadArguments => "bad_arguments",
+            Rejection::UnknownEvent => "unknown_event",
+            Rejection::UnknownTarget => "unknown_target",
+            Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::BroadcasterKey => "broadcaster_key",
+            Rejection::BinaryNotSupported => "binary_not_supported",
+            Rejection::TargetBusy => "target_busy",
+        }
+    }
+}
+
+/// The relayed events, as counted in metrics.
+pub const RELAY_EVENTS: [&str; 3] = ["offer", "answer", "candidate"];
+
+/// What the glue could make of a message's arguments before handing it to the hub.
+#[derive(Debug)]
+pub enum Args {
+    /// The decoded arguments, in order.
+    Json(Vec<Value>),
+    /// The message was larger than [`HubConfig::max_payload_bytes`]; it was not decoded.
+    TooLarge { bytes: usize },
+    /// The message carried binary attachments, which the protocol never uses.
+    Binary,
+    /// The arguments were not valid JSON.
+    Malformed(String),
+}
+
+/// A message for one socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub to: Sid,
+    pub event: &'static str,
+    pub args: Vec<Value>,
+}
+
+/// Why a client may not join.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error("room name is longer than {MAX_ROOM_NAME_BYTES} bytes")]
+    RoomTooLong,
+    #[error("room name may only contain letters, digits, '-', '_' and '.'")]
+    RoomInvalid,
+    #[error("broadcaster key is longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLong,
+}
+
+/// Checks a room name given by a client; `None` or empty means the default room.
+pub fn validate_room(room: Option<&str>) -> Result<String, JoinError> {
+    let room = room.unwrap_or(DEFAULT_ROOM);
+    if room.len() > MAX_ROOM_NAME_BYTES {
+        return Err(JoinError::RoomTooLong);
+    }
+    if !room
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(JoinError::RoomInvalid);
+    }
+    Ok(room.to_owned())
+}
+
+/// Checks a broadcaster key given by a client.
+pub fn validate_key(key: Option<&str>) -> Result<Option<String>, JoinError> {
+    match key {
+        Some(k) if k.len() > MAX_KEY_BYTES => Err(JoinError::KeyTooLong),
+        Some("") | None => Ok(None),
+        Some(k) => Ok(Some(k.to_owned())),
+    }
+}
+
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(now: Instant, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, per_sec: u32, burst: u32) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now.max(self.last);
+        self.tokens = (self.tokens + elapsed * f64::from(per_sec)).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How often one socket is told that it is being rate limited.
+const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Member {
+    room: String,
+    key: Option<String>,
+    bucket: TokenBucket,
+    last_rate_notice: Option<Instant>,
+    /// Has asked to watch, or exchanged signalling with the broadcaster: it holds a peer
+    /// connection the broadcaster must be told to close when it leaves.
+    peer_of_broadcaster: bool,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashSet<Sid>,
+    broadcaster: Option<Sid>,
+    /// Key claimed by the current broadcaster when the room has no configured key.
+    claimed_key: Option<String>,
+    /// Sockets that asked to watch (the viewer count).
+    watchers: HashSet<Sid>,
+}
+
+/// Counters since start, for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub relayed: HashMap<&'static str, u64>,
+    pub rejected: HashMap<Rejection, u64>,
+}
+
+/// A point-in-time view of the hub, for metrics and health.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub sockets: usize,
+    pub rooms: usize,
+    pub broadcasters: usize,
+    pub viewers: usize,
+    pub counters: Counters,
+}
+
+/// The signalling state of every room.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    members: HashMap<Sid, Member>,
+    rooms: HashMap<String, Room>,
+    counters: Counters,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            config,
+            members: HashMap::new(),
+            rooms: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// A socket joined `room` (already validated), optionally presenting a broadcaster key.
+    pub fn connect(&mut self, now: Instant, sid: Sid, room: String, key: Option<String>) {
+        if self.members.contains_key(&sid) {
+            return;
+        }
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .members
+            .insert(sid);
+        self.members.insert(
+            sid,
+            Member {
+                room,
+                key,
+                bucket: TokenBucket::new(now, self.config.max_event_burst),
+                last_rate_notice: None,
+                peer_of_broadcaster: false,
+            },
+        );
+    }
+
+    /// Is this socket known (connected and not yet disconnected)?
+    pub fn contains(&self, sid: Sid) -> bool {
+        self.members.contains_key(&sid)
+    }
+
+    /// The room a socket is in.
+    pub fn room_of(&self, sid: Sid) -> Option<&str> {
+        self.members.get(&sid).map(|m| m.room.as_str())
+    }
+
+    /// A socket left; tells whoever needs to know.
+    pub fn disconnect(&mut self, sid: Sid) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let Some(member) = self.members.remove(&sid) else {
+            return out;
+        };
+        let Some(room) = self.rooms.get_mut(&member.room) else {
+            return out;
+        };
+        room.members.remove(&sid);
+        let was_watcher = room.watchers.remove(&sid);
+        if room.broadcaster == Some(sid) {
+            room.broadcaster = None;
+            room.claimed_key = None;
+            let id = Value::String(sid.to_string());
+            for &other in &room.members {
+                out.push(Outgoing::new(other, "broadcasterLeft", vec![]));
+                let is_peer = self
+                    .members
+                    .get(&other)
+                    .is_some_and(|m| m.peer_of_broadcaster);
+                if is_peer {
+                    out.push(Outgoing::new(other, "disconnectPeer", vec![id.clone()]));
+                    out.push(Outgoing::new(other, "bye", vec![id.clone()]));
+                }
+            }
+            for &other in &room.members {
+                if let Some(m) = self.members.get_mut(&other) {
+                    m.peer_of_broadcaster = false;
+                }
+            }
+        } else if let Some(b) = room.broadcaster
+            && member.peer_of_broadcaster
+        {
+            let id = Value::String(sid.to_string());
+            out.push(Outgoing::new(b, "disconnectPeer", vec![id.clone()]));
+            out.push(Outgoing::new(b, "bye", vec![id]));
+            if was_watcher {
+                out.push(viewer_count(b, room));
+            }
+        }
+        if room.members.is_empty() {
+            self.rooms.remove(&member.room);
+        }
+        out
+    }
+
+    /// A message from a socket. Returns what to deliver; a rejected message yields exactly one
+    /// `error` event for the sender (or nothing while a flood is being dropped).
+    pub fn message(&mut self, now: Instant, sid: Sid, event: &str, args: Args) -> Vec<Outgoing> {
+        match self.process(now, sid, event, args) {
+            Ok(out) => out,
+            Err((rejection, message)) => {
+                *self.counters.rejected.entry(rejection).or_default() += 1;
+                if rejection == Rejection::RateLimited {
+                    let Some(m) = self.members.get_mut(&sid) else {
+                        return vec![];
+                    };
+                    let due = m
+                        .last_rate_notice
+                        .is_none_or(|t| now.saturating_duration_since(t) >= RATE_NOTICE_INTERVAL);
+                    if !due {
+                        return vec![];
+                    }
+                    m.last_rate_notice = Some(now);
+                }
+                vec![error_event(sid, rejection, event, &message)]
+            }
+        }
+    }
+
+    /// A delivery to `to` failed because its outgoing buffer is full: tell the sender.
+    pub fn target_busy(&mut self, sender: Sid, event: &str, to: Sid) -> Outgoing {
+        *self
+            .counters
+            .rejected
+            .entry(Rejection::TargetBusy)
+            .or_default() += 1;
+        error_event(
+            sender,
+            Rejection::TargetBusy,
+            event,
+            &format!("socket {to} is not reading its messages; '{event}' was dropped"),
+        )
+    }
+
+    fn process(
+        &mut self,
+        now: Instant,
+        sid: Sid,
+        event: &str,
+        args: Args,
+    ) -> Result<Vec<Outgoing>, (Rejection, String)> {
+        let per_sec = self.config.max_events_per_sec;
+        let burst = self.config.max_event_burst;
+        let member = self.members.get_mut(&sid).ok_or_else(|| {
+            (
+                Rejection::UnknownTarget,
+                "this socket is not registered".to_owned(),
+            )
+        })?;
+        if !member.bucket.take(now, per_sec, burst) {
+            return Err((
+                Rejection::RateLimited,
+                format!(
+                    "more than {per_sec} messages per second (burst {burst}); messages are being dropped"
+                ),
+            ));
+        }
+        let args = match args {
+            Args::Json(args) => args,
+            Args::TooLarge { bytes } => {
+                return Err((
+                    Rejection::PayloadTooLarge,
+                    format!(
+                        "message of {bytes} bytes exceeds the limit of {} bytes",
+                        self.config.max_payload_bytes
+                    ),
+                ));
+            }
+            Args::Binary => {
+                return Err((
+                    Rejection::BinaryNotSupported,
+                    "binary attachments are not part of the signalling protocol".to_owned(),
+                ));
+            }
+            Args::Malformed(why) => {
+                return Err((
+                    Rejection::BadArguments,
+                    format!("malformed arguments: {why}"),
+                ));
+            }
+        };
+        match event {
+            "broadcaster" => self.on_broadcaster(sid, &args),
+            "watcher" => self.on_watcher(sid, &args),
+            "offer" | "answer" | "candidate" => self.on_relay(sid, event, args),
+            _ => Err((
+                Rejection::UnknownEvent,
+                format!(
+                    "unknown event '{}'; expected broadcaster, watcher, offer, answer or candidate",
+                    truncate(event, 64)
+                ),
+            )),
+        }
+    }
+
+    fn on_broadcaster(
+        &mut self,
+        sid: Sid,
+        args: &[Value],
+    ) -> Result<Vec<Outgoing>, (Rejection, String)> {
+        let offered_key = match args {
+            [] => None,
+            [Value::String(k)] => Some(k.clone()),
+            [Value::Object(o)] => match o.get("key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) => Some(k.clone()),
+                Some(_) => return Err(bad_args("broadcaster", "'key' must be a string")),
+            },
+            _ => {
+                return Err(bad_args(
+                    "broadcaster",
+                    "expected no arguments, a key string or {key}",
+                ));
+            }
+        };
+        let member = self.members.get(&sid).ok_or_else(not_registered)?;
+        let room_name = member.room.clone();
+        let key = validate_key(offered_key.as_deref())
+            .map_err(|e| bad_args("broadcaster", &e.to_string()))?
+            .or_else(|| member.key.clone());
+        let configured = self
+            .config
+            .room_keys
+            .get(&room_name)
+            .or(self.config.broadcaster_key.as_ref())
+            .cloned();
+        let room = self.rooms.entry(room_name).or_default();
+        if let Some(required) = configured.as_ref().or(room.claimed_key.as_ref())
+            && room.broadcaster != Some(sid)
+            && !constant_time_eq(required.as_bytes(), key.as_deref().unwrap_or("").as_bytes())
+        {
+            return Err((
+                Rejection::BroadcasterKey,
+                "this room's broadcast is protected by a key and the key given is missing or wrong"
+                    .to_owned(),
+            ));
+        }
+        let mut out = Vec::new();
+        if let Some(previous) = room.broadcaster
+            && previous != sid
+        {
+            out.push(error_event(
+                previous,
+                Rejection::BroadcasterKey,
+                "broadcaster",
+                "another broadcaster with the room's key took over this room",
+            ));
+        }
+        room.broadcaster = Some(sid);
+        room.claimed_key = if configured.is_none() { key } else { None };
+        room.watchers.remove(&sid);
+        for &other in &room.members {
+            if other != sid {
+                out.push(Outgoing::new(other, "broadcaster", vec![]));
+            }
+        }
+        out.push(viewer_count(sid, room));
+        // Peer connections belonged to the previous broadcaster; watchers re-ask on `broadcaster`.
+        for other in &room.members {
+            if let Some(m) = self.members.get_mut(other) {
+                m.peer_of_broadcaster = false;
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_watcher(
+        &mut self,
+        sid: Sid,
+        args: &[Value],
+    ) -> Result<Vec<Outgoing>, (Rejection, String)> {
+        if !args.is_empty() {
+            return Err(bad_args("watcher", "expected no arguments"));
+        }
+        let member = self.members.get_mut(&sid).ok_or_else(not_registered)?;
+        let room = self
+            .rooms
+            .get_mut(&member.room)
+            .ok_or_else(not_registered)?;
+        if room.broadcaster == Some(sid) {
+            return Err(bad_args("watcher", "the broadcaster cannot watch itself"));
+        }
+        let newly = room.watchers.insert(sid);
+        let Some(b) = room.broadcaster else {
+            return Ok(vec![Outgoing::new(sid, "noBroadcaster", vec![])]);
+        };
+        member.peer_of_broadcaster = true;
+        let mut out = vec![Outgoing::new(
+            b,
+            "watcher",
+            vec![Value::String(sid.to_string())],
+        )];
+        if newly {
+            out.push(viewer_count(b, room));
+        }
+        Ok(out)
+    }
+
+    fn on_relay(
+        &mut self,
+        sid: Sid,
+        event: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Outgoing>, (Rejection, String)> {
+        let event = relay_event(event);
+        let [target, payload]: [Value; 2] = args.try_into().map_err(|args: Vec<Value>| {
+            bad_args(
+                event,
+                &format!(
+                    "expected 2 arguments (targetId, payload), got {}",
+                    args.len()
+                ),
+            )
+        })?;
+        let Value::String(target) = target else {
+            return Err(bad_args(event, "targetId must be a string"));
+        };
+        let unknown = || {
+            (
+                Rejection::UnknownTarget,
+                format!(
+                    "no socket '{}' in this room; it may have left",
+                    truncate(&target, 64)
+                ),
+            )
+        };
+        let target_sid = Sid::from_str(&target).map_err(|_| unknown())?;
+        if target_sid == sid {
+            return Err(bad_args(event, "a socket cannot send to itself"));
+        }
+        let sender_room = &self.members.get(&sid).ok_or_else(not_registered)?.room;
+        let same_room = self
+            .members
+            .get(&target_sid)
+            .is_some_and(|t| &t.room == sender_room);
+        if !same_room {
+            return Err(unknown());
+        }
+        let broadcaster = self.rooms.get(sender_room).and_then(|r| r.broadcaster);
+        if broadcaster == Some(target_sid) {
+            if let Some(m) = self.members.get_mut(&sid) {
+                m.peer_of_broadcaster = true;
+            }
+        } else if broadcaster == Some(sid)
+            && let Some(m) = self.members.get_mut(&target_sid)
+        {
+            m.peer_of_broadcaster = true;
+        }
+        *self.counters.relayed.entry(event).or_default() += 1;
+        Ok(vec![Outgoing::new(
+            target_sid,
+            event,
+            vec![Value::String(sid.to_string()), payload],
+        )])
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            sockets: self.members.len(),
+            rooms: self.rooms.len(),
+            broadcasters: self
+                .rooms
+                .values()
+                .filter(|r| r.broadcaster.is_some())
+                .count(),
+            viewers: self.rooms.values().map(|r| r.watchers.len()).sum(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl Outgoing {
+    fn new(to: Sid, event: &'static str, args: Vec<Value>) -> Self {
+        Self { to, event, args }
+    }
+}
+
+fn relay_event(event: &str) -> &'static str {
+    match event {
+        "offer" => "offer",
+        "answer" => "answer",
+        _ => "candidate",
+    }
+}
+
+fn viewer_count(broadcaster: Sid, room: &Room) -> Outgoing {
+    Outgoing::new(broadcaster, "viewers", vec![json!(room.watchers.len())])
+}
+
+fn error_event(to: Sid, rejection: Rejection, event: &str, message: &str) -> Outgoing {
+    Outgoing::new(
+        to,
+        "error",
+        vec![json!({
+            "code": rejection.code(),
+            "event": truncate(event, 64),
+            "message": message,
+        })],
+    )
+}
+
+fn bad_args(event: &str, why: &str) -> (Rejection, String) {
+    (Rejection::BadArguments, format!("'{event}': {why}"))
+}
+
+fn not_registered() -> (Rejection, String) {
+    (
+        Rejection::UnknownTarget,
+        "this socket is not registered".to_owned(),
+    )
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
