@@ -56,6 +56,9 @@
   async function useStream(next) {
     const old = stream;
     stream = next;
+    // Keep the chosen resolution under load and lower the frame rate instead: detail matters
+    // more than motion for a 360° or robot camera.
+    for (const t of stream.getVideoTracks()) t.contentHint = "detail";
     preview.srcObject = stream;
     const byKind = Object.fromEntries(stream.getTracks().map((t) => [t.kind, t]));
     await Promise.all(

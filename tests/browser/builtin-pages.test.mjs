@@ -46,8 +46,9 @@ test("broadcaster page reaches three viewer pages through the embedded STUN serv
   for (const [i, page] of viewers.entries()) {
     const first = await waitFor(`viewer ${i} decoding`, () => framesDecoded(page), 20_000);
     await waitFor(`viewer ${i} decoding more`, async () => (await framesDecoded(page)) > first + 10, 20_000);
-    const width = await page.evaluate(() => document.getElementById("video").videoWidth);
-    assert.equal(width, sent.width, `viewer ${i} shows the sent width`);
+    // Chromium may start a connection below the capture size and ramp up within seconds.
+    await waitFor(`viewer ${i} showing the sent width ${sent.width}`, () =>
+      page.evaluate((w) => document.getElementById("video").videoWidth === w, sent.width), 20_000);
     assert.equal(await page.evaluate(() => window.omnicast.status), "live");
     // The connection used only loopback candidates: nothing left the machine.
     const remote = await page.evaluate(async () => {
@@ -82,4 +83,66 @@ test("a viewer that arrives first waits, then plays when the broadcaster starts"
   await waitFor("viewer decoding", async () => (await framesDecoded(viewer)) > 5, 20_000);
   await caster.close();
   await viewer.close();
+});
+
+test("the camera picker really switches the camera, and viewers keep playing", async () => {
+  // Chromium's fake_device_1 produces Y16 depth frames no encoder takes; fake_device_2 is a
+  // normal colour camera, so switch 0 → 2.
+  const cams = await launchChromium(["--use-fake-device-for-media-stream=device-count=3,fps=30"]);
+  try {
+    const room = "switch";
+    const caster = await cams.context.newPage();
+    await caster.goto(`${server.url}/broadcast.html?room=${room}`);
+    await caster.selectOption("#size", "640x480");
+    await waitFor("broadcaster live", () => caster.evaluate(() => window.omnicast.status === "live"));
+    const other = await waitFor("cameras listed", () =>
+      caster.$$eval("#videoSource option", (os) => os.find((o) => o.textContent === "fake_device_2")?.value),
+    );
+    const viewer = await cams.context.newPage();
+    await viewer.goto(`${server.url}/?room=${room}`);
+    const before = await waitFor("viewer decoding", () => framesDecoded(viewer), 20_000);
+
+    const current = await caster.evaluate(() => window.omnicast.stream.getVideoTracks()[0].getSettings().deviceId);
+    assert.notEqual(current, other);
+    await caster.selectOption("#videoSource", other);
+    await waitFor("capture from the other camera", () =>
+      caster.evaluate((id) => window.omnicast.stream.getVideoTracks()[0].getSettings().deviceId === id, other),
+    );
+    // The viewer's sender track was replaced in place: same connection, still decoding.
+    const pcBefore = await viewer.evaluate(() => window.omnicast.pc.localDescription.sdp.length);
+    await waitFor("viewer decoding after the switch", async () => (await framesDecoded(viewer)) > before + 30, 20_000);
+    assert.equal(await viewer.evaluate(() => window.omnicast.pc.localDescription.sdp.length), pcBefore);
+    assert.equal(
+      await caster.evaluate(() => [...window.omnicast.peers.values()][0].getSenders().find((s) => s.track?.kind === "video").track.getSettings().deviceId),
+      other,
+      "the viewer's connection sends the newly chosen camera",
+    );
+
+    // The microphone picker switches the microphone the viewer hears.
+    const mics = await caster.$$eval("#audioSource option", (os) => os.map((o) => o.value));
+    const micNow = await caster.evaluate(() => window.omnicast.stream.getAudioTracks()[0].getSettings().deviceId);
+    const otherMic = mics.find((id) => id !== micNow && id !== "default" && id !== "communications");
+    assert.ok(otherMic, `a second microphone to switch to (have ${mics})`);
+    await caster.selectOption("#audioSource", otherMic);
+    await waitFor("the viewer's connection sends the other microphone", () =>
+      caster.evaluate((id) => {
+        const sender = [...window.omnicast.peers.values()][0].getSenders().find((s) => s.track?.kind === "audio");
+        return sender.track.getSettings().deviceId === id;
+      }, otherMic),
+    );
+
+    // Size presets, including the 2:1 360° ones, and the frame-rate choice reach the camera.
+    await caster.selectOption("#size", "1920x960");
+    await caster.selectOption("#fps", "15");
+    await waitFor("camera at 1920x960 15 fps", () =>
+      caster.evaluate(() => {
+        const s = window.omnicast.stream.getVideoTracks()[0].getSettings();
+        return s.width === 1920 && s.height === 960 && Math.round(s.frameRate) === 15;
+      }),
+    );
+    await waitFor("viewer receiving 1920x960", () =>
+      viewer.evaluate(() => document.getElementById("video").videoWidth === 1920), 20_000);
+  } finally {
+    await cams.close();
+  }
 });
