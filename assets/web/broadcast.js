@@ -186,6 +186,10 @@
       state.viewers = n;
       $("viewers").textContent = String(n);
     });
+    socket.on("replaced", () => {
+      for (const id of [...peers.keys()]) closePeer(id);
+      status("error", "another broadcaster took over this room");
+    });
     socket.on("error", (e) => {
       console.warn("server error", e);
       if (e && e.code === "broadcaster_key") status("error", `not broadcasting: ${e.message}`);

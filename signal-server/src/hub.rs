@@ -18,6 +18,7 @@
 //! - `broadcasterLeft` () to the room when its broadcaster goes (plus `disconnectPeer`/`bye` with
 //!   the broadcaster's id to its watchers), `noBroadcaster` () to a watcher that asks too early;
 //! - `viewers` (count) to the broadcaster whenever its viewer count changes;
+//! - `replaced` (newBroadcasterId) to a broadcaster another one took over from;
 //! - `error` ({code, event, message}) to a sender whose message was rejected.
 
 use std::collections::{HashMap, HashSet};
@@ -475,11 +476,10 @@ impl Hub {
         if let Some(previous) = room.broadcaster
             && previous != sid
         {
-            out.push(error_event(
+            out.push(Outgoing::new(
                 previous,
-                Rejection::BroadcasterKey,
-                "broadcaster",
-                "another broadcaster with the room's key took over this room",
+                "replaced",
+                vec![Value::String(sid.to_string())],
             ));
         }
         room.broadcaster = Some(sid);
@@ -655,4 +655,131 @@ fn truncate(s: &str, max: usize) -> &str {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(config: HubConfig) -> (Hub, Instant) {
+        (Hub::new(config), Instant::now())
+    }
+
+    fn events(out: &[Outgoing]) -> Vec<(Sid, &'static str)> {
+        out.iter().map(|o| (o.to, o.event)).collect()
+    }
+
+    #[test]
+    fn rate_limit_refills_with_time_and_notices_once_per_second() {
+        let (mut hub, t0) = hub(HubConfig {
+            max_events_per_sec: 10,
+            max_event_burst: 5,
+            ..HubConfig::default()
+        });
+        let a = Sid::new();
+        hub.connect(t0, a, String::new(), None);
+        let watch = |hub: &mut Hub, t| hub.message(t, a, "watcher", Args::Json(vec![]));
+        for _ in 0..5 {
+            assert_eq!(events(&watch(&mut hub, t0)), vec![(a, "noBroadcaster")]);
+        }
+        assert_eq!(events(&watch(&mut hub, t0)), vec![(a, "error")]);
+        // Dropped silently until the next notice is due.
+        assert!(watch(&mut hub, t0 + Duration::from_millis(50)).is_empty());
+        // 100 ms later one token came back (10/s).
+        let t = t0 + Duration::from_millis(160);
+        assert_eq!(events(&watch(&mut hub, t)), vec![(a, "noBroadcaster")]);
+        assert!(watch(&mut hub, t).is_empty());
+        // A second later the bucket is full again (capped at the burst).
+        let t = t0 + Duration::from_secs(5);
+        for _ in 0..5 {
+            assert_eq!(events(&watch(&mut hub, t)), vec![(a, "noBroadcaster")]);
+        }
+        assert_eq!(events(&watch(&mut hub, t)), vec![(a, "error")]);
+        assert_eq!(hub.snapshot().counters.rejected[&Rejection::RateLimited], 4);
+    }
+
+    #[test]
+    fn viewer_count_and_departures() {
+        let (mut hub, t) = hub(HubConfig::default());
+        let (b, v1, v2) = (Sid::new(), Sid::new(), Sid::new());
+        for s in [b, v1, v2] {
+            hub.connect(t, s, "r".into(), None);
+        }
+        let out = hub.message(t, b, "broadcaster", Args::Json(vec![]));
+        let got: HashSet<_> = events(&out).into_iter().collect();
+        assert_eq!(
+            got,
+            HashSet::from([(v1, "broadcaster"), (v2, "broadcaster"), (b, "viewers")])
+        );
+        let out = hub.message(t, v1, "watcher", Args::Json(vec![]));
+        assert_eq!(out[0].args, vec![json!(v1.to_string())]);
+        assert_eq!(out[1].args, vec![json!(1)]);
+        // Asking twice does not count twice.
+        let out = hub.message(t, v1, "watcher", Args::Json(vec![]));
+        assert_eq!(events(&out), vec![(b, "watcher")]);
+        let snap = hub.snapshot();
+        assert_eq!(
+            (snap.sockets, snap.rooms, snap.broadcasters, snap.viewers),
+            (3, 1, 1, 1)
+        );
+
+        let out = hub.disconnect(v1);
+        assert_eq!(
+            events(&out),
+            vec![(b, "disconnectPeer"), (b, "bye"), (b, "viewers")]
+        );
+        assert_eq!(out[2].args, vec![json!(0)]);
+        // v2 never watched: the broadcaster is not told about it.
+        assert!(hub.disconnect(v2).is_empty());
+        assert!(hub.disconnect(b).is_empty());
+        let snap = hub.snapshot();
+        assert_eq!((snap.sockets, snap.rooms, snap.broadcasters), (0, 0, 0));
+        // Disconnecting twice or an unknown socket is harmless.
+        assert!(hub.disconnect(b).is_empty());
+    }
+
+    #[test]
+    fn messages_from_unregistered_sockets_are_refused() {
+        let (mut hub, t) = hub(HubConfig::default());
+        let out = hub.message(t, Sid::new(), "watcher", Args::Json(vec![]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].args[0]["code"], "unknown_target");
+    }
+
+    #[test]
+    fn binary_and_malformed_arguments_are_refused_clearly() {
+        let (mut hub, t) = hub(HubConfig::default());
+        let a = Sid::new();
+        hub.connect(t, a, String::new(), None);
+        let out = hub.message(t, a, "offer", Args::Binary);
+        assert_eq!(out[0].args[0]["code"], "binary_not_supported");
+        let out = hub.message(t, a, "offer", Args::Malformed("eof".into()));
+        assert_eq!(out[0].args[0]["code"], "bad_arguments");
+        let out = hub.message(t, a, "offer", Args::TooLarge { bytes: 1 << 20 });
+        assert_eq!(out[0].args[0]["code"], "payload_too_large");
+        assert!(
+            out[0].args[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1048576")
+        );
+    }
+
+    #[test]
+    fn room_and_key_validation() {
+        assert_eq!(validate_room(None).unwrap(), "");
+        assert_eq!(validate_room(Some("lab-1.a_b")).unwrap(), "lab-1.a_b");
+        assert_eq!(validate_room(Some("a b")), Err(JoinError::RoomInvalid));
+        assert_eq!(
+            validate_room(Some(&"x".repeat(65))),
+            Err(JoinError::RoomTooLong)
+        );
+        assert_eq!(validate_key(Some("")).unwrap(), None);
+        assert_eq!(
+            validate_key(Some(&"k".repeat(257))),
+            Err(JoinError::KeyTooLong)
+        );
+        // Long event names are cut in error messages, on a character boundary.
+        assert_eq!(truncate(&"é".repeat(100), 64).chars().count(), 64);
+    }
 }

@@ -1,0 +1,195 @@
+//! Bad input gets a clear `error` event for its sender only; nothing panics, nothing else breaks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use omnicast_signal::{HubConfig, ServerConfig};
+use serde_json::json;
+use support::{TestClient, id, loopback_server, room, server};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A broadcaster with one watcher, whose relays prove the room still works afterwards.
+async fn pair(
+    server: &omnicast_signal::SignalServer,
+    name: &str,
+) -> (TestClient, TestClient, String) {
+    let mut caster = TestClient::connect(server, room(name)).await;
+    caster.emit("broadcaster", vec![]).await;
+    caster.expect("viewers").await;
+    let viewer = TestClient::connect(server, room(name)).await;
+    viewer.emit("watcher", vec![]).await;
+    let viewer_id = id(&caster.expect("watcher").await[0]);
+    caster.expect("viewers").await;
+    (caster, viewer, viewer_id)
+}
+
+async fn still_relays(caster: &TestClient, viewer: &mut TestClient, viewer_id: &str) {
+    caster
+        .emit("offer", vec![json!(viewer_id), json!({"still": "works"})])
+        .await;
+    assert_eq!(viewer.expect("offer").await[1], json!({"still": "works"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_argument_counts_and_types() {
+    let server = loopback_server().await;
+    let (mut caster, mut viewer, viewer_id) = pair(&server, "args").await;
+
+    let cases = [
+        ("offer", vec![]),
+        ("offer", vec![json!(viewer_id)]),
+        ("offer", vec![json!(viewer_id), json!({}), json!("extra")]),
+        ("answer", vec![json!(42), json!({})]),
+        ("candidate", vec![json!(null), json!({})]),
+        ("candidate", vec![json!({"id": viewer_id}), json!({})]),
+        ("watcher", vec![json!("unexpected")]),
+        ("broadcaster", vec![json!(1), json!(2)]),
+        ("broadcaster", vec![json!({"key": 7})]),
+    ];
+    for (event, args) in cases {
+        caster.emit(event, args.clone()).await;
+        let err = caster.expect_error("bad_arguments").await;
+        assert_eq!(err["event"], event, "{event} {args:?}");
+    }
+    // Sending to oneself is refused too.
+    viewer
+        .emit("answer", vec![json!(viewer_id), json!({})])
+        .await;
+    viewer.expect_error("bad_arguments").await;
+    viewer.assert_quiet(QUIET).await;
+    still_relays(&caster, &mut viewer, &viewer_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_targets_and_events() {
+    let server = loopback_server().await;
+    let (mut caster, mut viewer, viewer_id) = pair(&server, "unknown").await;
+    for target in ["not-an-id", "AAAAAAAAAAAAAAAA", ""] {
+        caster.emit("offer", vec![json!(target), json!({})]).await;
+        let err = caster.expect_error("unknown_target").await;
+        assert!(
+            err["message"].as_str().unwrap().contains("no socket"),
+            "{err}"
+        );
+    }
+    caster.emit("takeover", vec![json!("everything")]).await;
+    let err = caster.expect_error("unknown_event").await;
+    assert_eq!(err["event"], "takeover");
+    viewer.assert_quiet(QUIET).await;
+    still_relays(&caster, &mut viewer, &viewer_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_over_the_limit_are_refused() {
+    let config = ServerConfig {
+        hub: HubConfig {
+            max_payload_bytes: 16 * 1024,
+            ..HubConfig::default()
+        },
+        ..ServerConfig::loopback_ephemeral()
+    };
+    let server = server(config).await;
+    let (mut caster, mut viewer, viewer_id) = pair(&server, "big").await;
+
+    let just_fits = "a".repeat(15 * 1024);
+    caster
+        .emit("offer", vec![json!(viewer_id), json!({"sdp": just_fits})])
+        .await;
+    assert_eq!(
+        viewer.expect("offer").await[1]["sdp"]
+            .as_str()
+            .unwrap()
+            .len(),
+        15 * 1024
+    );
+
+    let too_big = "a".repeat(40 * 1024);
+    caster
+        .emit("offer", vec![json!(viewer_id), json!({"sdp": too_big})])
+        .await;
+    let err = caster.expect_error("payload_too_large").await;
+    assert!(err["message"].as_str().unwrap().contains("16384"), "{err}");
+    viewer.assert_quiet(QUIET).await;
+    still_relays(&caster, &mut viewer, &viewer_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_socket_is_throttled_and_nobody_else_notices() {
+    let config = ServerConfig {
+        hub: HubConfig {
+            max_events_per_sec: 50,
+            max_event_burst: 100,
+            ..HubConfig::default()
+        },
+        ..ServerConfig::loopback_ephemeral()
+    };
+    let server = server(config).await;
+    let (caster, mut viewer, viewer_id) = pair(&server, "flood").await;
+    let (other_caster, mut other_viewer, other_id) = pair(&server, "calm").await;
+
+    let mut flooder = TestClient::connect(&server, room("flood")).await;
+    for n in 0..1000 {
+        flooder
+            .emit("candidate", vec![json!(viewer_id), json!({"n": n})])
+            .await;
+    }
+    // One notice (not one per dropped message) tells the flooder why.
+    flooder.expect_error("rate_limited").await;
+    // The victim got at most the burst, in order, and then nothing more.
+    let mut received = 0;
+    while let Ok(Some((event, args))) = tokio::time::timeout(Duration::from_millis(500), async {
+        Some(viewer.next().await)
+    })
+    .await
+    {
+        assert_eq!(event, "candidate");
+        assert_eq!(args[1]["n"], received);
+        received += 1;
+    }
+    assert!((100..=200).contains(&received), "received {received}");
+    // Everyone else is unaffected.
+    still_relays(&other_caster, &mut other_viewer, &other_id).await;
+    still_relays(&caster, &mut viewer, &viewer_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_room_name_is_refused_at_connect_with_the_reason() {
+    use futures_util::FutureExt as _;
+    let server = loopback_server().await;
+    let long = "x".repeat(100);
+    for (bad, reason) in [
+        (long.as_str(), "longer than 64 bytes"),
+        ("has space", "may only contain"),
+        ("../../etc", "may only contain"),
+    ] {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let client = rust_socketio::asynchronous::ClientBuilder::new(server.local_url())
+            .transport_type(rust_socketio::TransportType::Websocket)
+            .reconnect(false)
+            .auth(json!({ "room": bad }))
+            .on("error", move |payload, _| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(format!("{payload:?}")).await;
+                }
+                .boxed()
+            })
+            .connect()
+            .await
+            .expect("the transport connects; the namespace is refused");
+        let error = tokio::time::timeout(support::WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            error.contains("ConnectError") && error.contains(reason),
+            "{bad}: {error}"
+        );
+        let _ = client.disconnect().await;
+    }
+    let (caster, mut viewer, viewer_id) = pair(&server, "ok").await;
+    still_relays(&caster, &mut viewer, &viewer_id).await;
+}
