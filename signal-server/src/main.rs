@@ -135,35 +135,9 @@ async fn main() -> anyhow::Result<()> {
         stun = ?server.stun_addr(),
         "omnicast-signal listening: broadcaster page {url}/broadcast.html, viewer page {url}/"
     );
-    server.serve_until(shutdown_signal()).await?;
+    server
+        .serve_until(omnicast_signal::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

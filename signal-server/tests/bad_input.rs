@@ -133,21 +133,36 @@ async fn a_flooding_socket_is_throttled_and_nobody_else_notices() {
     let mut flooder = TestClient::connect(&server, room("flood")).await;
     let started = std::time::Instant::now();
     for n in 0..1000 {
-        flooder.emit("candidate", vec![json!(viewer_id), json!({"n": n})]).await;
+        flooder
+            .emit("candidate", vec![json!(viewer_id), json!({"n": n})])
+            .await;
     }
     // One notice (not one per dropped message) tells the flooder why.
     flooder.expect_error("rate_limited").await;
     let flood_secs = started.elapsed().as_secs_f64();
     // The victim got the burst plus what the sustained rate allowed, in order, and then nothing.
     let mut received = Vec::new();
-    while let Ok((event, args)) = tokio::time::timeout(Duration::from_millis(500), viewer.next()).await {
+    while let Ok((event, args)) =
+        tokio::time::timeout(Duration::from_millis(500), viewer.next()).await
+    {
         assert_eq!(event, "candidate");
         received.push(args[1]["n"].as_u64().unwrap());
     }
-    assert!(received.windows(2).all(|w| w[0] < w[1]), "in order: {received:?}");
-    assert_eq!(&received[..100], &(0..100).collect::<Vec<_>>()[..], "the burst passes whole");
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in order: {received:?}"
+    );
+    assert_eq!(
+        &received[..100],
+        &(0..100).collect::<Vec<_>>()[..],
+        "the burst passes whole"
+    );
     let allowed = 100.0 + 50.0 * (flood_secs + 0.6);
-    assert!((received.len() as f64) <= allowed, "{} received, {allowed} allowed", received.len());
+    assert!(
+        (received.len() as f64) <= allowed,
+        "{} received, {allowed} allowed",
+        received.len()
+    );
     assert!(received.len() < 1000);
     // Everyone else is unaffected.
     still_relays(&other_caster, &mut other_viewer, &other_id).await;
