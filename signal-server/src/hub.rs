@@ -378,12 +378,20 @@ impl Hub {
     ) -> Result<Vec<Outgoing>, (Rejection, String)> {
         let per_sec = self.config.max_events_per_sec;
         let burst = self.config.max_event_burst;
-        let member = self.members.get_mut(&sid).ok_or_else(|| {
-            (
-                Rejection::UnknownTarget,
-                "this socket is not registered".to_owned(),
-            )
-        })?;
+        let member = self.members.get_mut(&sid).ok_or_else(not_registered)?;
+        // A broadcaster legitimately sends a few messages per viewer (offer, candidates): its
+        // budget grows with its audience, so a big room is not throttled, while a socket
+        // with no audience keeps the plain limit.
+        let scale = self
+            .rooms
+            .get(&member.room)
+            .filter(|r| r.broadcaster == Some(sid))
+            .map_or(1, |r| {
+                u32::try_from(r.watchers.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1)
+            });
+        let (per_sec, burst) = (per_sec.saturating_mul(scale), burst.saturating_mul(scale));
         if !member.bucket.take(now, per_sec, burst) {
             return Err((
                 Rejection::RateLimited,
@@ -696,6 +704,44 @@ mod tests {
         }
         assert_eq!(events(&watch(&mut hub, t)), vec![(a, "error")]);
         assert_eq!(hub.snapshot().counters.rejected[&Rejection::RateLimited], 4);
+    }
+
+    #[test]
+    fn a_broadcasters_budget_grows_with_its_viewers() {
+        let (mut hub, t) = hub(HubConfig {
+            max_events_per_sec: 1,
+            max_event_burst: 2,
+            ..HubConfig::default()
+        });
+        let b = Sid::new();
+        hub.connect(t, b, String::new(), None);
+        let viewers: Vec<_> = (0..3).map(|_| Sid::new()).collect();
+        for &v in &viewers {
+            hub.connect(t, v, String::new(), None);
+        }
+        hub.message(t, b, "broadcaster", Args::Json(vec![]));
+        for &v in &viewers {
+            hub.message(t, v, "watcher", Args::Json(vec![]));
+        }
+        let offer = |hub: &mut Hub, t| {
+            let args = vec![json!(viewers[0].to_string()), json!({})];
+            hub.message(t, b, "offer", Args::Json(args))[0].event
+        };
+        // 1 token left after `broadcaster`; it spends it, then is out.
+        assert_eq!(offer(&mut hub, t), "offer");
+        assert_eq!(offer(&mut hub, t), "error");
+        // One second later it refilled at 1/s × (1 + 3 viewers) = 4 tokens, not 1.
+        let t = t + Duration::from_secs(1);
+        for _ in 0..4 {
+            assert_eq!(offer(&mut hub, t), "offer");
+        }
+        assert_eq!(offer(&mut hub, t), "error");
+        // The bucket holds up to 2 × 4 = 8.
+        let t = t + Duration::from_secs(60);
+        for _ in 0..8 {
+            assert_eq!(offer(&mut hub, t), "offer");
+        }
+        assert_eq!(offer(&mut hub, t), "error");
     }
 
     #[test]

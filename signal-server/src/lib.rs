@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use parking_lot::Mutex;
 use socketioxide::SocketIo;
@@ -107,6 +108,7 @@ impl SignalServer {
             stun_port: stun_addr.map(|a| a.port()),
             extra_ice_servers: Arc::new(config.extra_ice_servers.clone()),
         };
+        // Signalling is many small messages: Nagle's algorithm would hold them back ~40 ms.
         let app = http::router(state, socket_io, config.web_root.as_deref())
             .into_make_service_with_connect_info::<SocketAddr>();
         let handle = Handle::new();
@@ -114,6 +116,7 @@ impl SignalServer {
             None => {
                 let server = axum_server::from_tcp(listener)
                     .map_err(bind_err)?
+                    .acceptor(NoDelayAcceptor::new())
                     .handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
@@ -129,6 +132,7 @@ impl SignalServer {
                     })?;
                 let server = axum_server::from_tcp_rustls(listener, tls)
                     .map_err(bind_err)?
+                    .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                     .handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Signal server load benchmark: N sockets (default 10000) in one room doing the classic exchange.
+# Each side of the benchmark needs one descriptor per socket, so raise the limit first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=$(( ${OMNICAST_BENCH_SOCKETS:-10000} * 2 + 1024 ))
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt "$want" ]; then
+  echo "open-file limit $(ulimit -n) is below the $want this run needs; raise the hard limit (ulimit -Hn)" >&2
+  exit 1
+fi
+exec cargo bench -p omnicast-signal --bench load
