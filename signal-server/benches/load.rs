@@ -184,7 +184,10 @@ fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -246,7 +249,11 @@ async fn main() {
     );
     println!(
         "  exchange               {viewers} viewers joining at {rate:.0}/s, {exchange_secs:.1} s{}",
-        if finished.is_err() { " (timed out)" } else { "" }
+        if finished.is_err() {
+            " (timed out)"
+        } else {
+            ""
+        }
     );
     println!("  server RSS idle        {:.1} MB", mb(rss_idle));
     println!(
@@ -259,7 +266,10 @@ async fn main() {
         mb(rss_after),
         per_socket_kb(rss_after)
     );
-    println!("  relayed                {delivered} of {} messages", shared.expected);
+    println!(
+        "  relayed                {delivered} of {} messages",
+        shared.expected
+    );
     println!(
         "  relay latency          p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms ({} samples)",
         percentile_ms(&lat, 0.50),

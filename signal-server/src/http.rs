@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -82,6 +82,9 @@ where
     S::Response: IntoResponse + 'static,
     S::Future: Send + 'static,
 {
+    let socket_io = tower::ServiceBuilder::new()
+        .map_request(detach_request_head)
+        .service(socket_io);
     let mut router = Router::new()
         .route("/socket.io/socket.io.js", get(socket_io_js))
         .route("/socket.io/socket.io.min.js", get(socket_io_js))
@@ -102,6 +105,27 @@ where
         }
     }
     router.with_state(state)
+}
+
+/// Copies the URI and headers out of hyper's read buffer. hyper parses them as zero-copy slices
+/// of a 16 KiB buffer, and Socket.IO keeps each connection's request parts for its whole life,
+/// which would pin that buffer per socket (more than half a connection's memory).
+fn detach_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
+    if let Ok(uri) = req.uri().to_string().parse() {
+        *req.uri_mut() = uri;
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    *req.headers_mut() = headers;
+    req
 }
 
 async fn socket_io_js() -> impl IntoResponse {
