@@ -67,7 +67,17 @@ test("broadcaster page reaches three viewer pages through the embedded STUN serv
     const text = await page.textContent("#status");
     assert.match(text, /broadcaster left/);
   }
-  t.diagnostic(`3 viewers decoded ${sent.width}x${sent.height} and saw the broadcaster leave`);
+
+  // The broadcaster comes back (a reload, a robot reboot): every viewer re-joins by itself.
+  const again = await browser.context.newPage();
+  await again.goto(`${server.url}/broadcast.html?room=${room}`);
+  await again.selectOption("#size", "640x480");
+  for (const [i, page] of viewers.entries()) {
+    await waitFor(`viewer ${i} decoding the returned broadcaster`, async () => (await framesDecoded(page)) > 10, 20_000);
+    await waitFor(`viewer ${i} live again`, () => page.evaluate(() => window.omnicast.status === "live"));
+  }
+  await again.close();
+  t.diagnostic(`3 viewers decoded ${sent.width}x${sent.height}, saw the broadcaster leave and come back`);
 });
 
 test("a viewer that arrives first waits, then plays when the broadcaster starts", async () => {
