@@ -41,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
     println!("Omnicast signal server running (Ctrl-C to stop)");
     println!("  broadcast from a browser: {url}/broadcast.html");
     println!("  watch in a browser:       {url}/");
-    println!("  STUN:                     {:?}", server.stun_addr());
+    if let Some(stun) = server.stun_addr() {
+        println!("  STUN (udp):               {stun}");
+    }
     server
         .serve_until(omnicast_signal::shutdown_signal())
         .await?;
