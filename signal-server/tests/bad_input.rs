@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use omnicast_signal::{HubConfig, ServerConfig};
 use serde_json::json;
-use support::{TestClient, id, loopback_server, room, server};
+use support::{TestClient, loopback_server, room, server};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -16,13 +16,8 @@ async fn pair(
     server: &omnicast_signal::SignalServer,
     name: &str,
 ) -> (TestClient, TestClient, String) {
-    let mut caster = TestClient::connect(server, room(name)).await;
-    caster.emit("broadcaster", vec![]).await;
-    caster.expect("viewers").await;
-    let viewer = TestClient::connect(server, room(name)).await;
-    viewer.emit("watcher", vec![]).await;
-    let viewer_id = id(&caster.expect("watcher").await[0]);
-    caster.expect("viewers").await;
+    let mut caster = support::broadcaster(server, room(name)).await;
+    let (viewer, viewer_id) = support::watcher(server, name, &mut caster).await;
     (caster, viewer, viewer_id)
 }
 

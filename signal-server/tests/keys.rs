@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use omnicast_signal::{HubConfig, ServerConfig};
 use serde_json::json;
-use support::{TestClient, id, loopback_server, room, server};
+use support::{TestClient, broadcaster, loopback_server, room, server, watcher};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -55,13 +55,8 @@ async fn configured_room_key_is_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_broadcaster_claims_its_room_until_it_leaves() {
     let server = loopback_server().await;
-    let mut owner = TestClient::connect(&server, json!({"room": "lab", "key": "k1"})).await;
-    owner.emit("broadcaster", vec![]).await;
-    owner.expect("viewers").await;
-    let mut viewer = TestClient::connect(&server, room("lab")).await;
-    viewer.emit("watcher", vec![]).await;
-    let viewer_id = id(&owner.expect("watcher").await[0]);
-    owner.expect("viewers").await;
+    let mut owner = broadcaster(&server, json!({"room": "lab", "key": "k1"})).await;
+    let (mut viewer, viewer_id) = watcher(&server, "lab", &mut owner).await;
 
     let mut hijacker = TestClient::connect(&server, room("lab")).await;
     hijacker.emit("broadcaster", vec![]).await;
@@ -104,15 +99,9 @@ async fn a_keyed_broadcaster_claims_its_room_until_it_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_the_last_broadcaster_wins_as_in_the_classic_server() {
     let server = loopback_server().await;
-    let mut first = TestClient::connect(&server, room("")).await;
-    first.emit("broadcaster", vec![]).await;
-    first.expect("viewers").await;
-    let mut second = TestClient::connect(&server, room("")).await;
-    second.emit("broadcaster", vec![]).await;
-    second.expect("viewers").await;
+    let mut first = broadcaster(&server, room("")).await;
+    let mut second = broadcaster(&server, room("")).await;
     first.expect("replaced").await;
     first.expect("broadcaster").await;
-    let viewer = TestClient::connect(&server, room("")).await;
-    viewer.emit("watcher", vec![]).await;
-    second.expect("watcher").await;
+    watcher(&server, "", &mut second).await;
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{TestClient, id, loopback_server, room};
+use support::{TestClient, broadcaster, id, loopback_server, room, watcher};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -113,17 +113,9 @@ async fn one_broadcaster_twenty_watchers_every_message_reaches_exactly_its_targe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn departures_are_announced_to_the_right_sockets() {
     let server = loopback_server().await;
-    let mut caster = TestClient::connect(&server, room("bye")).await;
-    caster.emit("broadcaster", vec![]).await;
-    caster.expect("viewers").await;
-    let a = TestClient::connect(&server, room("bye")).await;
-    let mut b = TestClient::connect(&server, room("bye")).await;
-    a.emit("watcher", vec![]).await;
-    let a_id = id(&caster.expect("watcher").await[0]);
-    caster.expect("viewers").await;
-    b.emit("watcher", vec![]).await;
-    let _b_id = id(&caster.expect("watcher").await[0]);
-    caster.expect("viewers").await;
+    let mut caster = broadcaster(&server, room("bye")).await;
+    let (a, a_id) = watcher(&server, "bye", &mut caster).await;
+    let (mut b, _) = watcher(&server, "bye", &mut caster).await;
 
     a.disconnect().await;
     assert_eq!(caster.expect("disconnectPeer").await, vec![json!(a_id)]);
@@ -142,9 +134,7 @@ async fn departures_are_announced_to_the_right_sockets() {
     assert_eq!(b.expect("bye").await, gone);
 
     // A new broadcaster is announced, and the waiting watcher is counted again when it re-asks.
-    let mut caster2 = TestClient::connect(&server, room("bye")).await;
-    caster2.emit("broadcaster", vec![]).await;
-    caster2.expect("viewers").await;
+    let mut caster2 = broadcaster(&server, room("bye")).await;
     b.expect("broadcaster").await;
     b.emit("watcher", vec![]).await;
     caster2.expect("watcher").await;
@@ -153,23 +143,16 @@ async fn departures_are_announced_to_the_right_sockets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_isolated() {
     let server = loopback_server().await;
-    let mut red = TestClient::connect(&server, room("red")).await;
-    red.emit("broadcaster", vec![]).await;
-    red.expect("viewers").await;
+    let mut red = broadcaster(&server, room("red")).await;
     let mut blue_viewer = TestClient::connect(&server, room("blue")).await;
     blue_viewer.emit("watcher", vec![]).await;
     blue_viewer.expect("noBroadcaster").await;
     red.assert_quiet(QUIET).await;
 
-    let mut red_viewer = TestClient::connect(&server, room("red")).await;
-    red_viewer.emit("watcher", vec![]).await;
-    let red_viewer_id = id(&red.expect("watcher").await[0]);
-    red.expect("viewers").await;
+    let (mut red_viewer, red_viewer_id) = watcher(&server, "red", &mut red).await;
 
     // The blue broadcaster's announcement reaches only blue.
-    let mut blue = TestClient::connect(&server, room("blue")).await;
-    blue.emit("broadcaster", vec![]).await;
-    blue.expect("viewers").await;
+    let mut blue = broadcaster(&server, room("blue")).await;
     blue_viewer.expect("broadcaster").await;
     red_viewer.assert_quiet(QUIET).await;
 
@@ -187,21 +170,14 @@ async fn room_given_in_the_query_string_is_honoured() {
     let mut caster = TestClient::connect_url(&url, None).await;
     caster.emit("broadcaster", vec![]).await;
     caster.expect("viewers").await;
-    let viewer = TestClient::connect(&server, room("q1")).await;
-    viewer.emit("watcher", vec![]).await;
-    caster.expect("watcher").await;
+    watcher(&server, "q1", &mut caster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sockets_messages_arrive_in_the_order_sent() {
     let server = loopback_server().await;
-    let mut a = TestClient::connect(&server, room("order")).await;
-    a.emit("broadcaster", vec![]).await;
-    a.expect("viewers").await;
-    let mut b = TestClient::connect(&server, room("order")).await;
-    b.emit("watcher", vec![]).await;
-    let b_id = id(&a.expect("watcher").await[0]);
-    a.expect("viewers").await;
+    let mut a = broadcaster(&server, room("order")).await;
+    let (mut b, b_id) = watcher(&server, "order", &mut a).await;
 
     a.emit("offer", vec![json!(b_id), json!({"sdp": "offer"})])
         .await;

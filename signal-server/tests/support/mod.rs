@@ -133,3 +133,24 @@ pub fn room(name: &str) -> Value {
 pub fn id(v: &Value) -> String {
     v.as_str().expect("an id string").to_owned()
 }
+
+/// A client that connected with `auth` and is now the broadcaster of its room.
+pub async fn broadcaster(server: &SignalServer, auth: Value) -> TestClient {
+    let mut c = TestClient::connect(server, auth).await;
+    c.emit("broadcaster", vec![]).await;
+    c.expect("viewers").await;
+    c
+}
+
+/// A client in `room_name` that asked to watch `caster`; returns it with the id `caster` saw.
+pub async fn watcher(
+    server: &SignalServer,
+    room_name: &str,
+    caster: &mut TestClient,
+) -> (TestClient, String) {
+    let w = TestClient::connect(server, room(room_name)).await;
+    w.emit("watcher", vec![]).await;
+    let watcher_id = id(&caster.expect("watcher").await[0]);
+    caster.expect("viewers").await;
+    (w, watcher_id)
+}
