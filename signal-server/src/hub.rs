@@ -247,10 +247,6 @@ impl Hub {
         }
     }
 
-    pub fn config(&self) -> &HubConfig {
-        &self.config
-    }
-
     /// A socket joined `room` (already validated), optionally presenting a broadcaster key.
     pub fn connect(&mut self, now: Instant, sid: Sid, room: String, key: Option<String>) {
         if self.members.contains_key(&sid) {

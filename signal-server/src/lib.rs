@@ -65,6 +65,7 @@ impl SignalServer {
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub::new(config.hub.clone())),
+            max_payload_bytes: config.hub.max_payload_bytes,
         });
         // The engine closes connections that send more than this; messages between the hub's
         // limit and this one get a clear `error` event instead.

@@ -28,6 +28,8 @@ use crate::hub::{Args, Hub, JoinError, Outgoing, Sid, validate_key, validate_roo
 /// State shared by every socket of one server.
 pub(crate) struct Shared {
     pub(crate) hub: Mutex<Hub>,
+    /// Copy of the hub's limit, so arguments are measured and parsed before taking the lock.
+    pub(crate) max_payload_bytes: usize,
 }
 
 /// Who a socket said it is when it connected; kept in the socket's extensions.
@@ -119,8 +121,8 @@ impl FromMessageParts<socketioxide::adapter::LocalAdapter> for Relayed {
         let Ok(Event(event)) = Event::from_message_parts(s, v, ack) else {
             return Ok(Relayed);
         };
+        let args = decode_args(v, shared.max_payload_bytes);
         let mut hub = shared.hub.lock();
-        let args = decode_args(v, hub.config().max_payload_bytes);
         register(&mut hub, s);
         let out = hub.message(Instant::now(), s.id, &event, args);
         deliver(&io, &mut hub, Some((s.id, &event)), out);
