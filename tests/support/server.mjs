@@ -17,7 +17,7 @@ export const repoRoot = root;
  * Runs the server until `stop()` is awaited. Resolves once it listens.
  * @returns {Promise<{url: string, stunPort: number, stop: () => Promise<void>, logs: () => string}>}
  */
-export async function startServer(extraArgs = []) {
+export async function startServer(extraArgs = [], { scheme = "http" } = {}) {
   const child = spawn(
     signalBinary(),
     ["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", ...extraArgs],
@@ -30,7 +30,7 @@ export async function startServer(extraArgs = []) {
       const clean = output.replace(/\x1b\[[0-9;]*m/g, "");
       const http = clean.match(/http=(127\.0\.0\.1:\d+)/);
       const stun = clean.match(/stun=Some\(127\.0\.0\.1:(\d+)\)/);
-      if (http) resolve({ url: `http://${http[1]}`, stunPort: stun ? Number(stun[1]) : 0 });
+      if (http) resolve({ url: `${scheme}://${http[1]}`, stunPort: stun ? Number(stun[1]) : 0 });
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
@@ -42,12 +42,15 @@ export async function startServer(extraArgs = []) {
     url,
     stunPort,
     logs: () => output,
+    /** SIGTERM, then SIGKILL after 5 s; resolves with the exit code (null if it had to be killed). */
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = once(child, "exit");
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await once(child, "exit");
+      const [code] = await exited;
       clearTimeout(timer);
+      return code;
     },
   };
 }
