@@ -1,0 +1,8 @@
+//! The media engine: capture or test pattern, H.264 encoded once, RTP fanned out to every viewer;
+//! on the viewing side, depacketized, decoded and kept as the latest frame.
+
+pub mod codec;
+pub mod frame;
+pub mod pattern;
+pub mod rtp;
+pub mod stamp;

@@ -1,0 +1,4 @@
+//! Omnicast's desktop app as a library: the media engine, shared by the binary, its tests and
+//! benchmarks.
+
+pub mod engine;
