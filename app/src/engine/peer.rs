@@ -1,0 +1,223 @@
+//! RTCPeerConnection set-up shared by the broadcaster and the viewer (webrtc 0.21).
+
+use std::sync::Arc;
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Slot;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    Registry, SettingEngineBuilder, register_default_interceptors,
+};
+
+use super::rtp::{H264_CLOCK_RATE, H264_PAYLOAD_TYPE};
+
+/// Network settings for peer connections.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// STUN/TURN URLs (usually the signal server's, from `/ice-servers`).
+    pub ice_servers: Vec<String>,
+    /// Local UDP addresses to gather host candidates on; `0.0.0.0:0` means every interface.
+    pub udp_addrs: Vec<String>,
+    /// Resolve browsers' `.local` (mDNS) candidates. Off for loopback-only use.
+    pub mdns: bool,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            udp_addrs: vec!["0.0.0.0:0".to_owned()],
+            mdns: true,
+        }
+    }
+}
+
+impl PeerSettings {
+    /// Loopback only: for tests and benchmarks.
+    pub fn loopback() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            udp_addrs: vec!["127.0.0.1:0".to_owned()],
+            mdns: false,
+        }
+    }
+}
+
+/// What a peer connection reports, tagged by the caller with the remote peer's id.
+pub enum PeerEvent {
+    Candidate(Value),
+    State(RTCPeerConnectionState),
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    events: mpsc::Sender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(mut init) => {
+                // Only one m-line is ever negotiated; an empty mid would not match it in browsers.
+                if init.sdp_mid.as_deref() == Some("") {
+                    init.sdp_mid = None;
+                }
+                if let Ok(v) = serde_json::to_value(init) {
+                    let _ = self.events.send(PeerEvent::Candidate(v)).await;
+                }
+            }
+            Err(e) => tracing::debug!("unusable local candidate: {e}"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PeerEvent::State(state)).await;
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track)).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("WebRTC: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("malformed {what} from the remote peer: {source}")]
+    Malformed {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParameters {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "video/H264".to_owned(),
+            clock_rate: H264_CLOCK_RATE,
+            channels: 0,
+            sdp_fmtp_line: format!(
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+            ),
+            rtcp_feedback: vec![
+                feedback("goog-remb", ""),
+                feedback("ccm", "fir"),
+                feedback("nack", ""),
+                feedback("nack", "pli"),
+            ],
+        },
+        payload_type,
+    }
+}
+
+/// H.264 only: Constrained Baseline to send; Baseline or Constrained Baseline accepted on
+/// receive (what browsers offer and openh264 decodes). A browser offering VP8 first still gets
+/// an answer with H.264.
+fn media_engine(receive: bool) -> Result<MediaEngine, PeerError> {
+    let mut engine = MediaEngine::default();
+    engine.register_codec(h264("42e01f", H264_PAYLOAD_TYPE), RtpCodecKind::Video)?;
+    if receive {
+        engine.register_codec(h264("42001f", 127), RtpCodecKind::Video)?;
+    }
+    Ok(engine)
+}
+
+/// Builds a peer connection whose events go to `events`.
+///
+/// mDNS resolution is on (browsers hide LAN addresses behind `.local` names) unless the host has
+/// no multicast-capable interface, where it is turned off rather than failing.
+pub async fn build(
+    settings: &PeerSettings,
+    receive: bool,
+    events: mpsc::Sender<PeerEvent>,
+) -> Result<Arc<dyn PeerConnection>, PeerError> {
+    static NO_MULTICAST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::Relaxed;
+    if !settings.mdns || NO_MULTICAST.load(Relaxed) {
+        return build_with(settings, receive, events, MulticastDnsMode::Disabled).await;
+    }
+    match build_with(
+        settings,
+        receive,
+        events.clone(),
+        MulticastDnsMode::QueryOnly,
+    )
+    .await
+    {
+        Ok(pc) => Ok(pc),
+        Err(e) => {
+            tracing::info!("mDNS unavailable here ({e}); continuing without it");
+            NO_MULTICAST.store(true, Relaxed);
+            build_with(settings, receive, events, MulticastDnsMode::Disabled).await
+        }
+    }
+}
+
+async fn build_with(
+    settings: &PeerSettings,
+    receive: bool,
+    events: mpsc::Sender<PeerEvent>,
+    mdns: MulticastDnsMode,
+) -> Result<Arc<dyn PeerConnection>, PeerError> {
+    let mut engine = media_engine(receive)?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+        // Last, after the interceptors that act on RTCP themselves.
+        .with(
+            Slot::from(14_000),
+            super::feedback::KeyframeRequests::default(),
+        );
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            settings
+                .ice_servers
+                .iter()
+                .map(|url| RTCIceServer {
+                    urls: vec![url.clone()],
+                    ..Default::default()
+                })
+                .collect(),
+        )
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(engine)
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_multicast_dns_mode(mdns)
+                .build(),
+        )
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { events }) as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(settings.udp_addrs.clone())
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+/// Parses a session description as browsers send it (`{type, sdp}`).
+pub fn description(v: Value) -> Result<webrtc::peer_connection::RTCSessionDescription, PeerError> {
+    serde_json::from_value(v).map_err(|source| PeerError::Malformed {
+        what: "session description",
+        source,
+    })
+}
+
+/// Parses an ICE candidate as browsers send it (`{candidate, sdpMid, sdpMLineIndex}`).
+pub fn candidate(v: Value) -> Result<webrtc::peer_connection::RTCIceCandidateInit, PeerError> {
+    serde_json::from_value(v).map_err(|source| PeerError::Malformed {
+        what: "ICE candidate",
+        source,
+    })
+}

@@ -1,0 +1,414 @@
+//! The viewer: answers the broadcaster's offer, depacketizes and decodes on its own thread, and
+//! keeps only the latest frame (a slot that is overwritten, never a queue).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+
+use super::codec::H264Decoder;
+use super::peer::{self, PeerEvent, PeerSettings};
+use super::rtp::FrameAssembler;
+use super::signal::{SignalClient, SignalEvent};
+use super::stamp::{self, Stamp};
+
+#[derive(Debug, Clone)]
+pub struct ViewSettings {
+    pub server_url: String,
+    pub room: String,
+    pub peer: PeerSettings,
+}
+
+/// A decoded picture.
+#[derive(Clone)]
+pub struct VideoFrame {
+    pub width: usize,
+    pub height: usize,
+    pub rgba: Vec<u8>,
+    pub stamp: Option<Stamp>,
+    /// Counts decoded frames since the viewer started.
+    pub index: u64,
+}
+
+/// What the viewer is doing, for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewState {
+    Connecting,
+    WaitingForBroadcaster,
+    Negotiating,
+    Live,
+    BroadcasterLeft,
+}
+
+/// The newest frame only, plus who to wake when it changes.
+#[derive(Default)]
+pub struct FrameSlot {
+    latest: Mutex<Option<VideoFrame>>,
+    waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl FrameSlot {
+    /// Called (from the decoder thread) after each new frame, e.g. egui's `request_repaint`.
+    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
+        *self.waker.lock() = Some(Box::new(wake));
+    }
+
+    /// The newest frame, if one arrived since the last take.
+    pub fn take(&self) -> Option<VideoFrame> {
+        self.latest.lock().take()
+    }
+
+    /// A copy of the newest frame without taking it.
+    pub fn peek(&self) -> Option<VideoFrame> {
+        self.latest.lock().clone()
+    }
+
+    fn put(&self, frame: VideoFrame) {
+        *self.latest.lock() = Some(frame);
+        if let Some(w) = &*self.waker.lock() {
+            w();
+        }
+    }
+}
+
+/// Receive-side figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ViewerStats {
+    pub state: Option<ViewState>,
+    pub width: usize,
+    pub height: usize,
+    pub frames_decoded: u64,
+    pub frames_with_stamp: u64,
+    /// Frames missing between consecutive stamps (lost or skipped before us).
+    pub frames_lost: u64,
+    pub frames_out_of_order: u64,
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    pub bytes_received: u64,
+    pub decode_errors: u64,
+    pub last_decode_error: Option<String>,
+    pub keyframe_requests: u64,
+    pub first_frame_ms: Option<u64>,
+    /// Stamp sequence numbers of the first and last frames decoded.
+    pub first_seq: Option<u32>,
+    pub last_seq: Option<u32>,
+    pub latency_ms: Vec<u32>,
+    pub decode_us_total: u64,
+    pub freezes: u64,
+}
+
+#[derive(Default)]
+pub struct SharedStats {
+    inner: Mutex<ViewerStats>,
+    pub frames_decoded: AtomicU64,
+}
+
+impl SharedStats {
+    pub fn snapshot(&self) -> ViewerStats {
+        self.inner.lock().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ViewerStats)) {
+        f(&mut self.inner.lock());
+    }
+}
+
+/// A freeze: no new frame for this long while live.
+const FREEZE: Duration = Duration::from_millis(500);
+/// Latency samples kept (the most recent).
+const MAX_LATENCY_SAMPLES: usize = 10_000;
+
+/// Decodes packets from `packets` into `slot` until the channel closes.
+fn decode_loop(
+    packets: std::sync::mpsc::Receiver<rtc::rtp::Packet>,
+    slot: Arc<FrameSlot>,
+    stats: Arc<SharedStats>,
+    want_keyframe: Arc<AtomicBool>,
+    started: Instant,
+) {
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    let mut assembler = FrameAssembler::default();
+    let mut rgba = Vec::new();
+    let mut index = 0u64;
+    let mut last_frame: Option<Instant> = None;
+    let mut synced = false;
+    while let Ok(packet) = packets.recv() {
+        let size = packet.payload.len() as u64;
+        stats.update(|s| {
+            s.packets_received += 1;
+            s.bytes_received += size;
+        });
+        assembler.push(packet);
+        while let Some((access_unit, lost)) = assembler.pop() {
+            if lost > 0 {
+                stats.update(|s| s.packets_lost += u64::from(lost));
+                want_keyframe.store(true, Ordering::Relaxed);
+            }
+            // A decoder can only start on a keyframe (SPS, PPS, IDR): skip what comes before.
+            if !synced {
+                if !is_keyframe(&access_unit) {
+                    want_keyframe.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                synced = true;
+            }
+            let t0 = Instant::now();
+            match decoder.decode(&access_unit, &mut rgba) {
+                Ok(Some(d)) => {
+                    let decode_us = t0.elapsed().as_micros() as u64;
+                    let now_ms = stamp::unix_ms_wrapping();
+                    index += 1;
+                    let now = Instant::now();
+                    let froze = last_frame.is_some_and(|t| now - t > FREEZE);
+                    last_frame = Some(now);
+                    stats.update(|s| {
+                        s.state = Some(ViewState::Live);
+                        s.width = d.width;
+                        s.height = d.height;
+                        s.frames_decoded += 1;
+                        s.decode_us_total += decode_us;
+                        s.freezes += u64::from(froze);
+                        s.first_frame_ms
+                            .get_or_insert(started.elapsed().as_millis() as u64);
+                        if let Some(st) = d.stamp {
+                            s.frames_with_stamp += 1;
+                            if let Some(prev) = s.last_seq {
+                                let gap = st.seq.wrapping_sub(prev);
+                                if gap == 0 || gap > u32::MAX / 2 {
+                                    s.frames_out_of_order += 1;
+                                } else {
+                                    s.frames_lost += u64::from(gap - 1);
+                                }
+                            }
+                            s.first_seq.get_or_insert(st.seq);
+                            s.last_seq = Some(st.seq);
+                            if s.latency_ms.len() >= MAX_LATENCY_SAMPLES {
+                                s.latency_ms.remove(0);
+                            }
+                            s.latency_ms.push(st.age_ms(now_ms));
+                        }
+                    });
+                    stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                    slot.put(VideoFrame {
+                        width: d.width,
+                        height: d.height,
+                        rgba: rgba.clone(),
+                        stamp: d.stamp,
+                        index,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("decode: {e}");
+                    synced = false;
+                    stats.update(|s| {
+                        s.decode_errors += 1;
+                        s.last_decode_error = Some(format!(
+                            "{e} (access unit of {} bytes, frame {index})",
+                            access_unit.len()
+                        ));
+                    });
+                    want_keyframe.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Does this Annex B access unit hold an IDR slice (NAL type 5)?
+fn is_keyframe(access_unit: &[u8]) -> bool {
+    access_unit
+        .windows(4)
+        .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1F == 5)
+}
+
+/// Reads a remote track into the decoder thread; asks for a keyframe (PLI) when it has to.
+async fn receive(
+    track: Arc<dyn TrackRemote>,
+    slot: Arc<FrameSlot>,
+    stats: Arc<SharedStats>,
+    started: Instant,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<rtc::rtp::Packet>(2048);
+    let want_keyframe = Arc::new(AtomicBool::new(false));
+    let decoder = {
+        let (slot, stats, want) = (slot, stats.clone(), want_keyframe.clone());
+        std::thread::Builder::new()
+            .name("omnicast-decode".into())
+            .spawn(move || decode_loop(rx, slot, stats, want, started))
+    };
+    if let Err(e) = decoder {
+        tracing::error!("cannot start the decoder thread: {e}");
+        return;
+    }
+    let mut last_pli = Instant::now() - Duration::from_secs(1);
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        let media_ssrc = packet.header.ssrc;
+        // A full queue means the decoder cannot keep up: drop, and resync on a keyframe.
+        if tx.try_send(packet).is_err() {
+            want_keyframe.store(true, Ordering::Relaxed);
+        }
+        if want_keyframe.load(Ordering::Relaxed) && last_pli.elapsed() > Duration::from_millis(500)
+        {
+            want_keyframe.store(false, Ordering::Relaxed);
+            last_pli = Instant::now();
+            stats.update(|s| s.keyframe_requests += 1);
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
+            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!("PLI: {e}");
+            }
+        }
+    }
+}
+
+/// Watches until `shutdown` completes; frames go to `slot`.
+pub async fn run(
+    settings: ViewSettings,
+    slot: Arc<FrameSlot>,
+    stats: Arc<SharedStats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), super::signal::SignalError> {
+    let started = Instant::now();
+    stats.update(|s| s.state = Some(ViewState::Connecting));
+    let (sig_tx, mut sig_rx) = mpsc::channel(256);
+    let signal = SignalClient::connect(&settings.server_url, &settings.room, None, sig_tx).await?;
+    let (peer_tx, mut peer_rx) = mpsc::channel::<PeerEvent>(64);
+    let mut pc: Option<(String, Arc<dyn PeerConnection>)> = None;
+    let close = |pc: &mut Option<(String, Arc<dyn PeerConnection>)>| {
+        if let Some((_, old)) = pc.take() {
+            tokio::spawn(async move {
+                let _ = old.close().await;
+            });
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = sig_rx.recv() => match event {
+                SignalEvent::Connected => {
+                    stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
+                    signal.emit("watcher", vec![]).await?;
+                }
+                SignalEvent::Broadcaster => {
+                    close(&mut pc);
+                    signal.emit("watcher", vec![]).await?;
+                }
+                SignalEvent::NoBroadcaster => {
+                    stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
+                }
+                SignalEvent::BroadcasterLeft => {
+                    close(&mut pc);
+                    stats.update(|s| s.state = Some(ViewState::BroadcasterLeft));
+                }
+                SignalEvent::PeerLeft(id) => {
+                    if pc.as_ref().is_some_and(|(p, _)| *p == id) {
+                        close(&mut pc);
+                        stats.update(|s| s.state = Some(ViewState::BroadcasterLeft));
+                    }
+                }
+                SignalEvent::Offer(from, desc) => {
+                    close(&mut pc);
+                    stats.update(|s| s.state = Some(ViewState::Negotiating));
+                    match answer(&settings.peer, &from, desc, &peer_tx).await {
+                        Ok((conn, answer)) => {
+                            signal.emit("answer", vec![json!(from), answer]).await?;
+                            pc = Some((from, conn));
+                        }
+                        Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
+                    }
+                }
+                SignalEvent::Candidate(from, c) => {
+                    if let Some((id, conn)) = &pc
+                        && *id == from
+                    {
+                        match peer::candidate(c) {
+                            Ok(c) => {
+                                if let Err(e) = conn.add_ice_candidate(c).await {
+                                    tracing::debug!("unusable candidate: {e}");
+                                }
+                            }
+                            Err(e) => tracing::debug!("{e}"),
+                        }
+                    }
+                }
+                SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
+                SignalEvent::Watcher(_)
+                | SignalEvent::Answer(..)
+                | SignalEvent::Viewers(_)
+                | SignalEvent::Replaced => {}
+            },
+            Some(event) = peer_rx.recv() => match event {
+                PeerEvent::Candidate(c) => {
+                    if let Some((id, _)) = &pc {
+                        signal.emit("candidate", vec![json!(id), c]).await?;
+                    }
+                }
+                PeerEvent::State(state) => {
+                    tracing::debug!("connection {state}");
+                    if state == RTCPeerConnectionState::Failed && pc.is_some() {
+                        // Ask again: the broadcaster offers a fresh connection.
+                        close(&mut pc);
+                        signal.emit("watcher", vec![]).await?;
+                    }
+                }
+                PeerEvent::Track(track) => {
+                    tokio::spawn(receive(track, slot.clone(), stats.clone(), started));
+                }
+            },
+        }
+    }
+    close(&mut pc);
+    signal.disconnect().await;
+    Ok(())
+}
+
+async fn answer(
+    settings: &PeerSettings,
+    from: &str,
+    offer: Value,
+    events: &mpsc::Sender<PeerEvent>,
+) -> Result<(Arc<dyn PeerConnection>, Value), peer::PeerError> {
+    let offer = peer::description(offer)?;
+    let conn = peer::build(settings, true, events.clone()).await?;
+    let result = async {
+        conn.set_remote_description(offer).await?;
+        let answer = conn.create_answer(None).await?;
+        conn.set_local_description(answer.clone()).await?;
+        Ok::<_, webrtc::error::Error>(answer)
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            tracing::debug!(broadcaster = from, "answered");
+            Ok((
+                conn,
+                json!({ "type": answer.sdp_type.to_string(), "sdp": answer.sdp }),
+            ))
+        }
+        Err(e) => {
+            let _ = conn.close().await;
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Broadcaster and viewers through the real signal server and real peer connections, all on
+//! loopback: frames arrive, stamps in order, joiners get a keyframe, departures disturb nobody.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use omnicast::engine::broadcaster::{self, BroadcastSettings, BroadcastStats};
+use omnicast::engine::capture::SourceSpec;
+use omnicast::engine::codec::EncoderSettings;
+use omnicast::engine::peer::PeerSettings;
+use omnicast::engine::viewer::{self, FrameSlot, SharedStats, ViewSettings, ViewerStats};
+use omnicast_signal::{ServerConfig, SignalServer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("stops promptly")
+            .unwrap();
+    }
+}
+
+fn broadcast(url: &str, room: &str) -> (Running, Arc<BroadcastStats>) {
+    let settings = BroadcastSettings {
+        server_url: url.to_owned(),
+        room: room.to_owned(),
+        key: None,
+        source: SourceSpec::TestPattern,
+        width: 320,
+        height: 240,
+        encoder: EncoderSettings {
+            fps: 30.0,
+            bitrate_kbps: 400,
+            ..EncoderSettings::default()
+        },
+        peer: PeerSettings::loopback(),
+    };
+    let stats = Arc::new(BroadcastStats::default());
+    let (stop, rx) = oneshot::channel();
+    let s = stats.clone();
+    let task = tokio::spawn(async move {
+        broadcaster::run(settings, s, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("broadcast runs");
+    });
+    (Running { stop, task }, stats)
+}
+
+fn watch(url: &str, room: &str) -> (Running, Arc<SharedStats>, Arc<FrameSlot>) {
+    let settings = ViewSettings {
+        server_url: url.to_owned(),
+        room: room.to_owned(),
+        peer: PeerSettings::loopback(),
+    };
+    let stats = Arc::new(SharedStats::default());
+    let slot = Arc::new(FrameSlot::default());
+    let (stop, rx) = oneshot::channel();
+    let (s, sl) = (stats.clone(), slot.clone());
+    let task = tokio::spawn(async move {
+        viewer::run(settings, sl, s, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("viewer runs");
+    });
+    (Running { stop, task }, stats, slot)
+}
+
+async fn until_frames(stats: &SharedStats, n: u64, what: &str) -> ViewerStats {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while stats.frames_decoded.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{what}: fewer than {n} frames in 30 s: {:?}",
+            stats.snapshot()
+        )
+    });
+    stats.snapshot()
+}
+
+fn assert_clean(s: &ViewerStats, what: &str) {
+    assert_eq!((s.width, s.height), (320, 240), "{what}");
+    assert_eq!(
+        s.frames_with_stamp, s.frames_decoded,
+        "{what}: every frame stamped"
+    );
+    assert_eq!(s.frames_out_of_order, 0, "{what}: stamps in order: {s:?}");
+    assert_eq!(s.frames_lost, 0, "{what}: nothing lost on loopback: {s:?}");
+    assert_eq!(s.decode_errors, 0, "{what}: {s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let (caster, caster_stats) = broadcast(&url, "five");
+    let viewers: Vec<_> = (0..5).map(|_| watch(&url, "five")).collect();
+    for (i, (_, stats, slot)) in viewers.iter().enumerate() {
+        let s = until_frames(stats, 60, &format!("viewer {i}")).await;
+        assert_clean(&s, &format!("viewer {i}"));
+        let frame = slot.peek().expect("a latest frame");
+        assert_eq!(frame.rgba.len(), 320 * 240 * 4);
+    }
+    // Encoded once for everyone: the encoder ran at the frame rate, not five times it.
+    let encoded = caster_stats.frames_encoded.load(Ordering::Relaxed);
+    let decoded_max = viewers
+        .iter()
+        .map(|(_, s, _)| s.frames_decoded.load(Ordering::Relaxed))
+        .max()
+        .unwrap();
+    assert!(
+        encoded < decoded_max * 2 + 60,
+        "encoded {encoded} for 5 viewers of ≤{decoded_max}"
+    );
+    assert_eq!(caster_stats.viewers.load(Ordering::Relaxed), 5);
+
+    // One viewer leaves; the others keep receiving without loss.
+    let mut viewers = viewers.into_iter();
+    let (leaver, _, _) = viewers.next().unwrap();
+    leaver.stop().await;
+    for (i, (_, stats, _)) in viewers.as_slice().iter().enumerate() {
+        let before = stats.frames_decoded.load(Ordering::Relaxed);
+        let s = until_frames(stats, before + 30, &format!("remaining viewer {i}")).await;
+        assert_clean(&s, &format!("remaining viewer {i}"));
+    }
+    for (v, _, _) in viewers {
+        v.stop().await;
+    }
+    caster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_starts_on_a_fresh_keyframe() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let (caster, caster_stats) = broadcast(&url, "late");
+    let (first, first_stats, _) = watch(&url, "late");
+    until_frames(&first_stats, 30, "first viewer").await;
+    // The scheduled keyframe interval is 300 frames (10 s): a joiner decoding within a second
+    // got a keyframe made for it.
+    let keyframes_before = caster_stats.keyframes.load(Ordering::Relaxed);
+    let (late, late_stats, _) = watch(&url, "late");
+    let s = until_frames(&late_stats, 1, "late joiner").await;
+    assert!(s.first_frame_ms.unwrap() < 3_000, "{s:?}");
+    assert!(caster_stats.keyframes.load(Ordering::Relaxed) > keyframes_before);
+    let s = until_frames(&late_stats, 30, "late joiner").await;
+    assert_clean(&s, "late joiner");
+    late.stop().await;
+    first.stop().await;
+    caster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_resume_when_the_broadcaster_restarts() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let (caster, _) = broadcast(&url, "restart");
+    let (viewer, stats, _) = watch(&url, "restart");
+    let before = until_frames(&stats, 20, "before restart").await;
+    caster.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (caster2, _) = broadcast(&url, "restart");
+    let after = until_frames(&stats, before.frames_decoded + 30, "after restart").await;
+    assert!(after.frames_decoded >= before.frames_decoded + 30);
+    viewer.stop().await;
+    caster2.stop().await;
+}
