@@ -1,0 +1,137 @@
+//! The real `omnicast` binary, headless: a broadcaster process (no camera here, so the test
+//! pattern, said clearly) and viewer processes that exit after N frames with their statistics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Broadcaster {
+    child: Child,
+    url: String,
+    output: mpsc::Receiver<String>,
+}
+
+impl Drop for Broadcaster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broadcaster(args: &[&str]) -> Broadcaster {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args(["broadcast", "--headless"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,webrtc=error,rtc=error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("omnicast starts");
+    let (tx, output) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::Builder::new()
+        .name("broadcaster-output".into())
+        .spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        })
+        .unwrap();
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = output
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no server URL printed: {seen:?}"));
+        if let Some(rest) = line.split("--server ").nth(1) {
+            break rest.trim().to_owned();
+        }
+        seen.push(line);
+    };
+    Broadcaster { child, url, output }
+}
+
+fn view(url: &str, frames: u64, stats: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["--media-bind", "127.0.0.1:0", "view", "--headless", "--server", url])
+        .args(["--frames", &frames.to_string(), "--stats-json"])
+        .arg(stats)
+        .env("RUST_LOG", "warn,webrtc=error,rtc=error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("viewer starts")
+}
+
+fn wait(mut child: Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
+    let caster = start_broadcaster(&["--source", "camera", "--size", "320x240"]);
+    let dir = std::env::temp_dir().join(format!("omnicast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let viewers: Vec<_> = (0..3)
+        .map(|i| {
+            let path = dir.join(format!("viewer{i}.json"));
+            (view(&caster.url, 45, &path), path)
+        })
+        .collect();
+    for (child, path) in viewers {
+        assert!(wait(child, Duration::from_secs(60)).success());
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(stats["frames_decoded"].as_u64().unwrap() >= 45, "{stats}");
+        assert_eq!(stats["width"], 320);
+        assert_eq!(stats["frames_lost"], 0, "{stats}");
+        assert_eq!(stats["frames_with_stamp"], stats["frames_decoded"], "test pattern stamps");
+    }
+    // The broadcaster said why it sends the test pattern.
+    let said: Vec<String> = caster.output.try_iter().collect();
+    assert!(
+        said.iter().any(|l| l.contains("no camera found") && l.contains("test pattern")),
+        "{said:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["broadcast", "--headless", "--size", "12by7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected WIDTHxHEIGHT"));
+    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["broadcast", "--headless", "--source", "webcam"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown source"));
+    // A server that does not exist: a clear error and a non-zero exit, not a hang.
+    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["view", "--headless", "--server", "http://127.0.0.1:9", "--frames", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the signal server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

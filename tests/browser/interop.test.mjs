@@ -1,0 +1,84 @@
+// The desktop engine and browsers interoperate through the same server: a browser watches the
+// headless desktop broadcaster, and the headless desktop viewer watches the browser broadcaster
+// page (fake camera, H.264 negotiated).
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startServer, waitFor, repoRoot } from "../support/server.mjs";
+import { launchChromium, framesDecoded } from "../support/browser.mjs";
+
+const omnicast = process.env.OMNICAST_BIN || path.join(repoRoot, "target/debug/omnicast");
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+function run(args) {
+  const child = spawn(omnicast, args, {
+    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info,webrtc=error,rtc=error" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (c) => (output += c));
+  child.stderr.on("data", (c) => (output += c));
+  const exited = once(child, "exit");
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await exited;
+    }
+  });
+  return { child, exited, output: () => output };
+}
+
+test("a browser watches the desktop broadcaster", async () => {
+  const caster = run([
+    "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0",
+    "broadcast", "--headless", "--source", "test-pattern", "--size", "640x360",
+  ]);
+  const url = await waitFor("broadcaster's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.goto(`${url}/`);
+  const first = await waitFor("browser decoding the desktop stream", () => framesDecoded(page), 30_000);
+  await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
+  assert.equal(await page.evaluate(() => document.getElementById("video").videoWidth), 640);
+  assert.equal(await page.evaluate(() => window.omnicast.status), "live");
+  const codec = await page.evaluate(async () => {
+    const stats = await window.omnicast.pc.getStats();
+    const inbound = [...stats.values()].find((s) => s.type === "inbound-rtp" && s.kind === "video");
+    return stats.get(inbound.codecId).mimeType;
+  });
+  assert.equal(codec, "video/H264");
+});
+
+test("the desktop viewer watches the browser broadcaster page", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const caster = await browser.context.newPage();
+  await caster.goto(`${server.url}/broadcast.html?room=desk`);
+  await caster.selectOption("#size", "640x480");
+  await waitFor("browser broadcasting", () => caster.evaluate(() => window.omnicast.status === "live"));
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), "omnicast-interop-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const statsFile = path.join(dir, "stats.json");
+  const viewer = run([
+    "--media-bind", "127.0.0.1:0", "view", "--headless", "--server", server.url, "--room", "desk",
+    "--frames", "60", "--stats-json", statsFile,
+  ]);
+  const timer = setTimeout(() => viewer.child.kill("SIGKILL"), 60_000);
+  const [code] = await viewer.exited;
+  clearTimeout(timer);
+  assert.equal(code, 0, viewer.output());
+  const stats = JSON.parse(readFileSync(statsFile, "utf8"));
+  assert.ok(stats.frames_decoded >= 60, JSON.stringify(stats));
+  assert.ok(stats.width > 0 && stats.height > 0, JSON.stringify(stats));
+});
