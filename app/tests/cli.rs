@@ -22,7 +22,14 @@ impl Drop for Broadcaster {
 
 fn start_broadcaster(args: &[&str]) -> Broadcaster {
     let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--stun-bind",
+            "127.0.0.1:0",
+            "--media-bind",
+            "127.0.0.1:0",
+        ])
         .args(["broadcast", "--headless"])
         .args(args)
         .env("NO_COLOR", "1")
@@ -56,7 +63,14 @@ fn start_broadcaster(args: &[&str]) -> Broadcaster {
 
 fn view(url: &str, frames: u64, stats: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["--media-bind", "127.0.0.1:0", "view", "--headless", "--server", url])
+        .args([
+            "--media-bind",
+            "127.0.0.1:0",
+            "view",
+            "--headless",
+            "--server",
+            url,
+        ])
         .args(["--frames", &frames.to_string(), "--stats-json"])
         .arg(stats)
         .env("RUST_LOG", "warn,webrtc=error,rtc=error")
@@ -98,12 +112,16 @@ fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
         assert!(stats["frames_decoded"].as_u64().unwrap() >= 45, "{stats}");
         assert_eq!(stats["width"], 320);
         assert_eq!(stats["frames_lost"], 0, "{stats}");
-        assert_eq!(stats["frames_with_stamp"], stats["frames_decoded"], "test pattern stamps");
+        assert_eq!(
+            stats["frames_with_stamp"], stats["frames_decoded"],
+            "test pattern stamps"
+        );
     }
     // The broadcaster said why it sends the test pattern.
     let said: Vec<String> = caster.output.try_iter().collect();
     assert!(
-        said.iter().any(|l| l.contains("no camera found") && l.contains("test pattern")),
+        said.iter()
+            .any(|l| l.contains("no camera found") && l.contains("test pattern")),
         "{said:#?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -125,7 +143,14 @@ fn bad_arguments_get_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown source"));
     // A server that does not exist: a clear error and a non-zero exit, not a hang.
     let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["view", "--headless", "--server", "http://127.0.0.1:9", "--frames", "1"])
+        .args([
+            "view",
+            "--headless",
+            "--server",
+            "http://127.0.0.1:9",
+            "--frames",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -28,6 +28,15 @@ impl TestPattern {
                 v[row * cw + x] = [128, 142, 44, 58, 198, 212, 114, 128][band];
             }
         }
+        // Neutral chroma under the stamp, so its blocks read as plain black and white.
+        if stamp::fits(w, h) {
+            let b = stamp::block_size(w);
+            for row in 0..(3 * b).div_ceil(2) {
+                let start = row * cw;
+                u[start..start + 16 * b].fill(128);
+                v[start..start + 16 * b].fill(128);
+            }
+        }
         Self {
             frame,
             gradient,
