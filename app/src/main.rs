@@ -205,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 server_url: server,
                 room,
                 peer,
+                decode: true,
             };
             viewer::run(settings, slot, stats.clone(), async {
                 tokio::select! {

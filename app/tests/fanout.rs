@@ -63,6 +63,7 @@ fn watch(url: &str, room: &str) -> (Running, Arc<SharedStats>, Arc<FrameSlot>) {
         server_url: url.to_owned(),
         room: room.to_owned(),
         peer: PeerSettings::loopback(),
+        decode: true,
     };
     let stats = Arc::new(SharedStats::default());
     let slot = Arc::new(FrameSlot::default());

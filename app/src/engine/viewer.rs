@@ -24,6 +24,9 @@ pub struct ViewSettings {
     pub server_url: String,
     pub room: String,
     pub peer: PeerSettings,
+    /// Decode the video (normally). Off, the viewer only receives and counts RTP: load
+    /// generation for benchmarks, where dozens of decoders would not fit the machine.
+    pub decode: bool,
 }
 
 /// A decoded picture.
@@ -91,6 +94,8 @@ pub struct ViewerStats {
     pub frames_lost: u64,
     pub frames_out_of_order: u64,
     pub packets_received: u64,
+    /// Frames completed (RTP marker bit), counted without decoding.
+    pub frames_received: u64,
     pub packets_lost: u64,
     pub bytes_received: u64,
     pub decode_errors: u64,
@@ -148,9 +153,11 @@ fn decode_loop(
     let mut synced = false;
     while let Ok(packet) = packets.recv() {
         let size = packet.payload.len() as u64;
+        let marker = packet.header.marker;
         stats.update(|s| {
             s.packets_received += 1;
             s.bytes_received += size;
+            s.frames_received += u64::from(marker);
         });
         assembler.push(packet);
         while let Some((access_unit, lost)) = assembler.pop() {
@@ -236,13 +243,43 @@ fn is_keyframe(access_unit: &[u8]) -> bool {
         .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1F == 5)
 }
 
+/// Counts packets, frames and sequence gaps without decoding.
+async fn count_only(track: Arc<dyn TrackRemote>, stats: Arc<SharedStats>) {
+    let mut last_seq: Option<u16> = None;
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        let seq = packet.header.sequence_number;
+        let gap = last_seq.map_or(0, |l| seq.wrapping_sub(l).wrapping_sub(1));
+        last_seq = Some(seq);
+        let marker = packet.header.marker;
+        let bytes = packet.payload.len() as u64;
+        stats.update(|s| {
+            s.packets_received += 1;
+            s.bytes_received += bytes;
+            if gap < u16::MAX / 2 {
+                s.packets_lost += u64::from(gap);
+            }
+            if marker {
+                s.frames_received += 1;
+            }
+        });
+    }
+}
+
 /// Reads a remote track into the decoder thread; asks for a keyframe (PLI) when it has to.
 async fn receive(
     track: Arc<dyn TrackRemote>,
     slot: Arc<FrameSlot>,
     stats: Arc<SharedStats>,
     started: Instant,
+    decode: bool,
 ) {
+    if !decode {
+        count_only(track, stats).await;
+        return;
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<rtc::rtp::Packet>(2048);
     let want_keyframe = Arc::new(AtomicBool::new(false));
     let decoder = {
@@ -373,7 +410,7 @@ pub async fn run(
                     }
                 }
                 PeerEvent::Track(track) => {
-                    tokio::spawn(receive(track, slot.clone(), stats.clone(), started));
+                    tokio::spawn(receive(track, slot.clone(), stats.clone(), started, settings.decode));
                 }
             },
         }

@@ -1,0 +1,186 @@
+//! Fan-out benchmark (a program, not a timed test): the real `omnicast broadcast --headless`
+//! process at 1280x720 30 fps 2 Mbit/s, with N = 1, 5, 20, 50 viewers on loopback.
+//!
+//! Per N it prints the broadcaster's CPU (its own process, from /proc), frames encoded per
+//! second, glass-to-glass latency p50/p95 and frames lost on a decoding probe viewer, the first
+//! frame time p50/p95 of viewers joining the running broadcast, and packets lost across all
+//! viewers. The other N-1 viewers receive and count RTP without decoding: fifty 720p decoders do
+//! not fit on a 2-core machine next to the broadcaster being measured.
+//!
+//!   cargo bench -p omnicast --bench fanout
+//!   OMNICAST_BENCH_VIEWERS=1,5 OMNICAST_BENCH_SECONDS=5 cargo bench -p omnicast --bench fanout
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use omnicast::engine::peer::PeerSettings;
+use omnicast::engine::viewer::{self, FrameSlot, SharedStats, ViewSettings};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Viewer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    stats: Arc<SharedStats>,
+}
+
+fn start_viewer(url: &str, decode: bool) -> Viewer {
+    let settings = ViewSettings {
+        server_url: url.to_owned(),
+        room: String::new(),
+        peer: PeerSettings::loopback(),
+        decode,
+    };
+    let stats = Arc::new(SharedStats::default());
+    let (stop, rx) = oneshot::channel();
+    let s = stats.clone();
+    let task = tokio::spawn(async move {
+        let slot = Arc::new(FrameSlot::default());
+        if let Err(e) = viewer::run(settings, slot, s, async {
+            let _ = rx.await;
+        })
+        .await
+        {
+            eprintln!("viewer: {e}");
+        }
+    });
+    Viewer { stop, task, stats }
+}
+
+impl Viewer {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// User+system CPU seconds of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn start_broadcaster() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args(["broadcast", "--headless", "--source", "test-pattern", "--size", "1280x720"])
+        .args(["--fps", "30", "--bitrate-kbps", "2000"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("omnicast starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("broadcaster output").expect("utf-8");
+        if let Some(rest) = line.split("--server ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::Builder::new()
+        .name("broadcaster-output".into())
+        .spawn(move || lines.for_each(drop))
+        .unwrap();
+    (child, url)
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+}
+
+async fn until_frames(stats: &SharedStats, n: u64, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        while stats.frames_decoded.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let counts: Vec<usize> = std::env::var("OMNICAST_BENCH_VIEWERS")
+        .unwrap_or_else(|_| "1,5,20,50".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let seconds: u64 = std::env::var("OMNICAST_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let joins = 5;
+    println!("omnicast fan-out: broadcaster process at 1280x720 30 fps 2 Mbit/s, loopback, {seconds} s per N");
+    println!(
+        "{:>4} {:>9} {:>11} {:>9} {:>9} {:>11} {:>11} {:>10} {:>11}",
+        "N", "cpu %", "encode fps", "lat p50", "lat p95", "join p50", "join p95", "lost fr", "lost pkts"
+    );
+    for &n in &counts {
+        let (mut caster, url) = start_broadcaster();
+        let pid = caster.id();
+        // N viewers: one decoding probe, the rest receive-only.
+        let probe = start_viewer(&url, true);
+        let others: Vec<Viewer> = (1..n).map(|_| start_viewer(&url, false)).collect();
+        if !until_frames(&probe.stats, 30, Duration::from_secs(30)).await {
+            println!("{n:>4} probe viewer got no video in 30 s: {:?}", probe.stats.snapshot());
+            let _ = caster.kill();
+            continue;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let before = probe.stats.snapshot();
+        let cpu0 = cpu_secs(pid);
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        let after = probe.stats.snapshot();
+        let encoded = after.last_seq.unwrap_or(0).wrapping_sub(before.last_seq.unwrap_or(0));
+        let encode_fps = f64::from(encoded) / t0.elapsed().as_secs_f64();
+        let mut lat: Vec<u64> = after.latency_ms[before.latency_ms.len().min(after.latency_ms.len())..]
+            .iter()
+            .map(|&v| u64::from(v))
+            .collect();
+        lat.sort_unstable();
+
+        // Joiners: time from starting a viewer to its first decoded frame.
+        let mut first_ms = Vec::new();
+        for _ in 0..joins {
+            let j = start_viewer(&url, true);
+            if until_frames(&j.stats, 1, Duration::from_secs(10)).await {
+                first_ms.push(j.stats.snapshot().first_frame_ms.unwrap_or(u64::MAX));
+            }
+            j.stop().await;
+        }
+        first_ms.sort_unstable();
+
+        let lost_frames = after.frames_lost;
+        let lost_packets: u64 = after.packets_lost
+            + others.iter().map(|v| v.stats.snapshot().packets_lost).sum::<u64>();
+        println!(
+            "{n:>4} {cpu:>8.1}% {encode_fps:>11.1} {:>6.0} ms {:>6.0} ms {:>8.0} ms {:>8.0} ms {lost_frames:>10} {lost_packets:>11}",
+            pct(&lat, 0.5),
+            pct(&lat, 0.95),
+            pct(&first_ms, 0.5),
+            pct(&first_ms, 0.95),
+        );
+        probe.stop().await;
+        for v in others {
+            v.stop().await;
+        }
+        let _ = caster.kill();
+        let _ = caster.wait();
+    }
+}
