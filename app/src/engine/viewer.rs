@@ -160,7 +160,7 @@ fn decode_loop(
             s.frames_received += u64::from(marker);
         });
         assembler.push(packet);
-        while let Some((access_unit, lost)) = assembler.pop() {
+        while let Some((access_unit, lost)) = assembler.pop(Instant::now()) {
             if lost > 0 {
                 stats.update(|s| s.packets_lost += u64::from(lost));
                 want_keyframe.store(true, Ordering::Relaxed);
