@@ -71,8 +71,22 @@ fn cpu_secs(pid: u32) -> f64 {
 
 fn start_broadcaster() -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
-        .args(["broadcast", "--headless", "--source", "test-pattern", "--size", "1280x720"])
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--stun-bind",
+            "127.0.0.1:0",
+            "--media-bind",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "broadcast",
+            "--headless",
+            "--source",
+            "test-pattern",
+            "--size",
+            "1280x720",
+        ])
         .args(["--fps", "30", "--bitrate-kbps", "2000"])
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "warn")
@@ -123,10 +137,20 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let joins = 5;
-    println!("omnicast fan-out: broadcaster process at 1280x720 30 fps 2 Mbit/s, loopback, {seconds} s per N");
+    println!(
+        "omnicast fan-out: broadcaster process at 1280x720 30 fps 2 Mbit/s, loopback, {seconds} s per N"
+    );
     println!(
         "{:>4} {:>9} {:>11} {:>9} {:>9} {:>11} {:>11} {:>10} {:>11}",
-        "N", "cpu %", "encode fps", "lat p50", "lat p95", "join p50", "join p95", "lost fr", "lost pkts"
+        "N",
+        "cpu %",
+        "encode fps",
+        "lat p50",
+        "lat p95",
+        "join p50",
+        "join p95",
+        "lost fr",
+        "lost pkts"
     );
     for &n in &counts {
         let (mut caster, url) = start_broadcaster();
@@ -135,7 +159,10 @@ async fn main() {
         let probe = start_viewer(&url, true);
         let others: Vec<Viewer> = (1..n).map(|_| start_viewer(&url, false)).collect();
         if !until_frames(&probe.stats, 30, Duration::from_secs(30)).await {
-            println!("{n:>4} probe viewer got no video in 30 s: {:?}", probe.stats.snapshot());
+            println!(
+                "{n:>4} probe viewer got no video in 30 s: {:?}",
+                probe.stats.snapshot()
+            );
             let _ = caster.kill();
             continue;
         }
@@ -147,9 +174,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         let after = probe.stats.snapshot();
-        let encoded = after.last_seq.unwrap_or(0).wrapping_sub(before.last_seq.unwrap_or(0));
+        let encoded = after
+            .last_seq
+            .unwrap_or(0)
+            .wrapping_sub(before.last_seq.unwrap_or(0));
         let encode_fps = f64::from(encoded) / t0.elapsed().as_secs_f64();
-        let mut lat: Vec<u64> = after.latency_ms[before.latency_ms.len().min(after.latency_ms.len())..]
+        let mut lat: Vec<u64> = after.latency_ms
+            [before.latency_ms.len().min(after.latency_ms.len())..]
             .iter()
             .map(|&v| u64::from(v))
             .collect();
@@ -168,7 +199,10 @@ async fn main() {
 
         let lost_frames = after.frames_lost;
         let lost_packets: u64 = after.packets_lost
-            + others.iter().map(|v| v.stats.snapshot().packets_lost).sum::<u64>();
+            + others
+                .iter()
+                .map(|v| v.stats.snapshot().packets_lost)
+                .sum::<u64>();
         println!(
             "{n:>4} {cpu:>8.1}% {encode_fps:>11.1} {:>6.0} ms {:>6.0} ms {:>8.0} ms {:>8.0} ms {lost_frames:>10} {lost_packets:>11}",
             pct(&lat, 0.5),

@@ -1,6 +1,7 @@
 //! RTCPeerConnection set-up shared by the broadcaster and the viewer (webrtc 0.21).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
@@ -196,6 +197,9 @@ async fn build_with(
         .with_setting_engine(
             SettingEngineBuilder::new()
                 .with_multicast_dns_mode(mdns)
+                // RFC 8445's 50 ms pacing instead of 200 ms: connections (and a joining
+                // viewer's first frame) come up sooner; same 1.4 s of attempts per pair.
+                .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
                 .build(),
         )
         .with_interceptor_registry(registry)

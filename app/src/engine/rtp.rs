@@ -198,9 +198,11 @@ impl FrameAssembler {
             };
             let skipped_present = self.buffer.range(..resume).count() as u64;
             let skipped = resume - start;
-            self.lost = self
-                .lost
-                .saturating_add(u16::try_from(skipped - skipped_present).unwrap_or(u16::MAX).max(1));
+            self.lost = self.lost.saturating_add(
+                u16::try_from(skipped - skipped_present)
+                    .unwrap_or(u16::MAX)
+                    .max(1),
+            );
             self.buffer = self.buffer.split_off(&resume);
             self.depacketizer = H264Packet::default();
             self.next = Some(resume);
@@ -275,11 +277,19 @@ mod tests {
         let mut out = Vec::new();
         for n in 0..12u32 {
             let key = enc
-                .encode(pattern.render(Stamp { seq: n, capture_ms: n }), &mut bits)
+                .encode(
+                    pattern.render(Stamp {
+                        seq: n,
+                        capture_ms: n,
+                    }),
+                    &mut bits,
+                )
                 .unwrap()
                 .unwrap();
             let at = start + Duration::from_millis(u64::from(n) * 33);
-            let mut f = pk.packetize(Bytes::copy_from_slice(&bits), at, key).unwrap();
+            let mut f = pk
+                .packetize(Bytes::copy_from_slice(&bits), at, key)
+                .unwrap();
             for p in &mut f.packets {
                 p.header.sequence_number = seq;
                 seq = seq.wrapping_add(1);
@@ -325,7 +335,10 @@ mod tests {
             later.push(lost);
         }
         assert_eq!(later.len(), 8, "frames 4 to 11: {later:?}");
-        assert!(later[0] > 0 && later[1..].iter().all(|&l| l == 0), "{later:?}");
+        assert!(
+            later[0] > 0 && later[1..].iter().all(|&l| l == 0),
+            "{later:?}"
+        );
     }
 
     #[test]
