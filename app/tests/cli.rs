@@ -38,13 +38,13 @@ fn start_broadcaster(args: &[&str]) -> Broadcaster {
         .stderr(Stdio::null())
         .spawn()
         .expect("omnicast starts");
-    let (tx, output) = mpsc::channel();
+    let (tx, output) = mpsc::sync_channel(1024);
     let stdout = child.stdout.take().unwrap();
     std::thread::Builder::new()
         .name("broadcaster-output".into())
         .spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+                let _ = tx.try_send(line); // never block the broadcaster on its own output
             }
         })
         .unwrap();

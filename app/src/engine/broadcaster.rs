@@ -378,12 +378,13 @@ async fn signalling(
                     }
                 }
                 SignalEvent::Viewers(n) => stats.viewers.store(n, Ordering::Relaxed),
-                SignalEvent::Replaced => tracing::warn!("another broadcaster took over this room"),
+                SignalEvent::Replaced => {
+                    tracing::warn!("another broadcaster took over this room; resuming when it leaves");
+                }
+                // The broadcaster that replaced us left: take the room back.
+                SignalEvent::BroadcasterLeft => signal.emit("broadcaster", vec![]).await?,
                 SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
-                SignalEvent::Offer(..)
-                | SignalEvent::Broadcaster
-                | SignalEvent::BroadcasterLeft
-                | SignalEvent::NoBroadcaster => {}
+                SignalEvent::Offer(..) | SignalEvent::Broadcaster | SignalEvent::NoBroadcaster => {}
             },
             Some((id, event)) = peer_rx.recv() => match event {
                 PeerEvent::Candidate(c) => {

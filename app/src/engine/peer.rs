@@ -144,26 +144,30 @@ pub async fn build(
     receive: bool,
     events: mpsc::Sender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
-    static NO_MULTICAST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    use std::sync::atomic::Ordering::Relaxed;
-    if !settings.mdns || NO_MULTICAST.load(Relaxed) {
-        return build_with(settings, receive, events, MulticastDnsMode::Disabled).await;
-    }
-    match build_with(
-        settings,
-        receive,
-        events.clone(),
-        MulticastDnsMode::QueryOnly,
-    )
-    .await
-    {
-        Ok(pc) => Ok(pc),
-        Err(e) => {
-            tracing::info!("mDNS unavailable here ({e}); continuing without it");
-            NO_MULTICAST.store(true, Relaxed);
-            build_with(settings, receive, events, MulticastDnsMode::Disabled).await
+    let mdns = if settings.mdns && multicast_available() {
+        MulticastDnsMode::QueryOnly
+    } else {
+        MulticastDnsMode::Disabled
+    };
+    build_with(settings, receive, events, mdns).await
+}
+
+/// Can this host join the mDNS multicast group? (Not in a network namespace with only loopback,
+/// for example.) Checked once.
+fn multicast_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+            s.join_multicast_v4(
+                &std::net::Ipv4Addr::new(224, 0, 0, 251),
+                &std::net::Ipv4Addr::UNSPECIFIED,
+            )
+        });
+        if let Err(e) = &probe {
+            tracing::info!("no multicast here ({e}): mDNS candidates will not be resolved");
         }
-    }
+        probe.is_ok()
+    })
 }
 
 async fn build_with(

@@ -75,6 +75,7 @@ impl FramePacketizer {
 /// filled within [`GAP_WAIT`] (or by [`MAX_BUFFERED`] later packets) is given up: the frames it
 /// broke are skipped up to the next frame start and the loss is reported, so the caller can ask
 /// for a keyframe. Time is an input, so tests drive it.
+#[derive(Default)]
 pub struct FrameAssembler {
     depacketizer: H264Packet,
     /// Packets by extended (unwrapped) sequence number.
@@ -92,19 +93,6 @@ pub struct FrameAssembler {
 pub const GAP_WAIT: Duration = Duration::from_millis(150);
 /// Packets buffered beyond a gap before giving up regardless of time.
 const MAX_BUFFERED: usize = 1024;
-
-impl Default for FrameAssembler {
-    fn default() -> Self {
-        Self {
-            depacketizer: H264Packet::default(),
-            buffer: BTreeMap::new(),
-            next: None,
-            highest: None,
-            stalled_since: None,
-            lost: 0,
-        }
-    }
-}
 
 impl FrameAssembler {
     fn extend(&mut self, seq: u16) -> u64 {
@@ -193,9 +181,7 @@ impl FrameAssembler {
                 .range(seq..)
                 .find(|(_, p)| self.depacketizer.is_partition_head(&p.payload))
                 .map(|(&k, _)| k);
-            let Some(resume) = resume else {
-                return None;
-            };
+            let resume = resume?;
             let skipped_present = self.buffer.range(..resume).count() as u64;
             let skipped = resume - start;
             self.lost = self.lost.saturating_add(
