@@ -327,7 +327,7 @@ async fn signalling(
         tokio::select! {
             () = &mut shutdown => break,
             Some(event) = sig_rx.recv() => match event {
-                SignalEvent::Connected => signal.emit("broadcaster", vec![]).await?,
+                SignalEvent::Connected => signal.send("broadcaster", vec![]).await,
                 SignalEvent::Watcher(id) => {
                     // A viewer asks on connect and again when it hears `broadcaster`; answer
                     // the first request only, or its answer would land on the second offer.
@@ -382,14 +382,14 @@ async fn signalling(
                     tracing::warn!("another broadcaster took over this room; resuming when it leaves");
                 }
                 // The broadcaster that replaced us left: take the room back.
-                SignalEvent::BroadcasterLeft => signal.emit("broadcaster", vec![]).await?,
+                SignalEvent::BroadcasterLeft => signal.send("broadcaster", vec![]).await,
                 SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
                 SignalEvent::Offer(..) | SignalEvent::Broadcaster | SignalEvent::NoBroadcaster => {}
             },
             Some((id, event)) = peer_rx.recv() => match event {
                 PeerEvent::Candidate(c) => {
                     if viewers.contains_key(&id) {
-                        signal.emit("candidate", vec![json!(id), c]).await?;
+                        signal.send("candidate", vec![json!(id), c]).await;
                     }
                 }
                 PeerEvent::State(state) => {

@@ -180,6 +180,14 @@ impl SignalClient {
             .map_err(|source| SignalError::Emit { event, source })
     }
 
+    /// Emits, logging a failure instead of returning it: while the connection is down the
+    /// message is lost, and the reconnect that follows (`Connected`) starts the exchange again.
+    pub async fn send(&self, event: &'static str, args: Vec<Value>) {
+        if let Err(e) = self.emit(event, args).await {
+            tracing::warn!("{e}");
+        }
+    }
+
     pub async fn disconnect(&self) {
         let _ = self.client.disconnect().await;
     }

@@ -345,11 +345,11 @@ pub async fn run(
             Some(event) = sig_rx.recv() => match event {
                 SignalEvent::Connected => {
                     stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
-                    signal.emit("watcher", vec![]).await?;
+                    signal.send("watcher", vec![]).await;
                 }
                 SignalEvent::Broadcaster => {
                     close(&mut pc);
-                    signal.emit("watcher", vec![]).await?;
+                    signal.send("watcher", vec![]).await;
                 }
                 SignalEvent::NoBroadcaster => {
                     stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
@@ -369,7 +369,7 @@ pub async fn run(
                     stats.update(|s| s.state = Some(ViewState::Negotiating));
                     match answer(&settings.peer, &from, desc, &peer_tx).await {
                         Ok((conn, answer)) => {
-                            signal.emit("answer", vec![json!(from), answer]).await?;
+                            signal.send("answer", vec![json!(from), answer]).await;
                             pc = Some((from, conn));
                         }
                         Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
@@ -398,7 +398,7 @@ pub async fn run(
             Some(event) = peer_rx.recv() => match event {
                 PeerEvent::Candidate(c) => {
                     if let Some((id, _)) = &pc {
-                        signal.emit("candidate", vec![json!(id), c]).await?;
+                        signal.send("candidate", vec![json!(id), c]).await;
                     }
                 }
                 PeerEvent::State(state) => {
@@ -406,7 +406,7 @@ pub async fn run(
                     if state == RTCPeerConnectionState::Failed && pc.is_some() {
                         // Ask again: the broadcaster offers a fresh connection.
                         close(&mut pc);
-                        signal.emit("watcher", vec![]).await?;
+                        signal.send("watcher", vec![]).await;
                     }
                 }
                 PeerEvent::Track(track) => {
