@@ -82,6 +82,9 @@ enum Command {
         /// Write the receive statistics here (JSON) on exit.
         #[arg(long)]
         stats_json: Option<PathBuf>,
+        /// Save the last decoded frame here (PNG) on exit.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
     },
 }
 
@@ -103,8 +106,9 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,omnicast=info,omnicast_signal=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warn,rtc_ice=error,rtc_dtls=error,omnicast=info,omnicast_signal=info".into()
+            }),
         )
         .init();
     let cli = Cli::parse();
@@ -179,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
             room,
             frames,
             stats_json,
+            snapshot: snapshot_png,
         }) => {
             if !headless {
                 bail!("only --headless is available for now");
@@ -207,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
                 peer,
                 decode: true,
             };
-            viewer::run(settings, slot, stats.clone(), async {
+            viewer::run(settings, slot.clone(), stats.clone(), async {
                 tokio::select! {
                     () = omnicast_signal::shutdown_signal() => {}
                     () = enough => {}
@@ -219,6 +224,19 @@ async fn main() -> anyhow::Result<()> {
                 let json = serde_json::to_string_pretty(&snapshot)?;
                 std::fs::write(&path, json)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = snapshot_png {
+                let frame = slot
+                    .peek()
+                    .context("no frame was decoded, so there is no snapshot to save")?;
+                image::save_buffer(
+                    &path,
+                    &frame.rgba,
+                    u32::try_from(frame.width)?,
+                    u32::try_from(frame.height)?,
+                    image::ExtendedColorType::Rgba8,
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
             }
             println!(
                 "decoded {} frames ({}x{}), {} lost",

@@ -102,14 +102,14 @@ fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
     let viewers: Vec<_> = (0..3)
         .map(|i| {
             let path = dir.join(format!("viewer{i}.json"));
-            (view(&caster.url, 45, &path), path)
+            (view(&caster.url, 60, &path), path)
         })
         .collect();
     for (child, path) in viewers {
         assert!(wait(child, Duration::from_secs(60)).success());
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert!(stats["frames_decoded"].as_u64().unwrap() >= 45, "{stats}");
+        assert!(stats["frames_decoded"].as_u64().unwrap() >= 60, "{stats}");
         assert_eq!(stats["width"], 320);
         assert_eq!(stats["frames_lost"], 0, "{stats}");
         assert_eq!(

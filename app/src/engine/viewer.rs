@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+use webrtc::peer_connection::{
+    PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
 
 use super::codec::H264Decoder;
 use super::peer::{self, PeerEvent, PeerSettings};
@@ -108,17 +110,39 @@ pub struct ViewerStats {
     pub latency_ms: Vec<u32>,
     pub decode_us_total: u64,
     pub freezes: u64,
+    /// Round-trip time of the connection (ICE candidate pair), milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Over the time since the first decoded frame.
+    pub fps_decoded: f64,
+    pub fps_received: f64,
+    pub bitrate_kbps: f64,
+    pub decode_ms_avg: f64,
 }
 
 #[derive(Default)]
 pub struct SharedStats {
     inner: Mutex<ViewerStats>,
+    /// When the first frame was decoded (rates are measured from there).
+    live_since: Mutex<Option<(Instant, u64, u64)>>,
     pub frames_decoded: AtomicU64,
 }
 
 impl SharedStats {
     pub fn snapshot(&self) -> ViewerStats {
-        self.inner.lock().clone()
+        let mut s = self.inner.lock().clone();
+        if let Some((since, frames0, bytes0)) = *self.live_since.lock() {
+            let secs = since.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                s.fps_decoded = (s.frames_decoded.saturating_sub(1)) as f64 / secs;
+                s.fps_received = s.frames_received.saturating_sub(frames0) as f64 / secs;
+                s.bitrate_kbps =
+                    s.bytes_received.saturating_sub(bytes0) as f64 * 8.0 / 1000.0 / secs;
+            }
+        }
+        if s.frames_decoded > 0 {
+            s.decode_ms_avg = s.decode_us_total as f64 / s.frames_decoded as f64 / 1000.0;
+        }
+        s
     }
 
     fn update(&self, f: impl FnOnce(&mut ViewerStats)) {
@@ -209,7 +233,11 @@ fn decode_loop(
                             s.latency_ms.push(st.age_ms(now_ms));
                         }
                     });
-                    stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                    if stats.frames_decoded.fetch_add(1, Ordering::Relaxed) == 0 {
+                        let s = stats.inner.lock();
+                        *stats.live_since.lock() =
+                            Some((Instant::now(), s.frames_received, s.bytes_received));
+                    }
                     slot.put(VideoFrame {
                         width: d.width,
                         height: d.height,
@@ -339,9 +367,24 @@ pub async fn run(
         }
     };
     tokio::pin!(shutdown);
+    let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = rtt_tick.tick() => {
+                if let Some((_, conn)) = &pc {
+                    let report = conn.get_stats(Instant::now(), StatsSelector::None).await;
+                    let rtt = report.iter().find_map(|e| match e {
+                        RTCStatsReportEntry::IceCandidatePair(p) if p.current_round_trip_time > 0.0 => {
+                            Some(p.current_round_trip_time * 1000.0)
+                        }
+                        _ => None,
+                    });
+                    if rtt.is_some() {
+                        stats.update(|s| s.rtt_ms = rtt);
+                    }
+                }
+            }
             Some(event) = sig_rx.recv() => match event {
                 SignalEvent::Connected => {
                     stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
