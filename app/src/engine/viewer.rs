@@ -264,11 +264,17 @@ fn decode_loop(
     }
 }
 
-/// Does this Annex B access unit hold an IDR slice (NAL type 5)?
+/// Can decoding start at this Annex B access unit: does it carry a sequence parameter set (NAL
+/// type 7) and an IDR slice (type 5)? (Every IDR from openh264 and browsers carries SPS/PPS; an
+/// IDR whose first packet went missing does not, and would not decode.)
 fn is_keyframe(access_unit: &[u8]) -> bool {
-    access_unit
-        .windows(4)
-        .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1F == 5)
+    let types = || {
+        access_unit
+            .windows(4)
+            .filter(|w| w[..3] == [0, 0, 1])
+            .map(|w| w[3] & 0x1F)
+    };
+    types().any(|t| t == 7) && types().any(|t| t == 5)
 }
 
 /// Counts packets, frames and sequence gaps without decoding.
