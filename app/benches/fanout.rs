@@ -136,7 +136,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let joins = 5;
+    let joins: usize = std::env::var("OMNICAST_BENCH_JOINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     println!(
         "omnicast fan-out: broadcaster process at 1280x720 30 fps 2 Mbit/s, loopback, {seconds} s per N"
     );

@@ -145,6 +145,16 @@ async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
     for (v, _, _) in viewers {
         v.stop().await;
     }
+    // Every viewer's connection is torn down on the broadcaster's side too.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while caster_stats.connected_viewers.load(Ordering::Relaxed) > 0
+            || caster_stats.viewers.load(Ordering::Relaxed) > 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no viewer connections left on the broadcaster");
     caster.stop().await;
 }
 

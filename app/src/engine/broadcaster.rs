@@ -408,13 +408,17 @@ async fn signalling(
                         }
                         _ => {}
                     }
-                    let connected = viewers.values().filter(|v| *v.connected.borrow()).count();
-                    stats.connected_viewers.store(connected as u64, Ordering::Relaxed);
                 }
                 PeerEvent::Track(_) => {}
             },
         }
+        // Whatever happened, the count of live connections follows.
+        let connected = viewers.values().filter(|v| *v.connected.borrow()).count();
+        stats
+            .connected_viewers
+            .store(connected as u64, Ordering::Relaxed);
     }
+    stats.connected_viewers.store(0, Ordering::Relaxed);
     for (_, v) in viewers.drain() {
         v.close().await;
     }
