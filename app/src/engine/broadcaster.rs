@@ -99,7 +99,6 @@ fn open_source(
     }
 }
 
-/// Runs the capture → encode → packetize loop on its own thread until `stop`.
 /// What the media thread shares with the network side.
 struct MediaLinks {
     frames: broadcast::Sender<Arc<FramePackets>>,
@@ -108,6 +107,7 @@ struct MediaLinks {
     stats: Arc<BroadcastStats>,
 }
 
+/// Runs the capture → encode → packetize loop on its own thread until `stop`.
 fn media_loop(
     mut source: Source,
     retry_camera: Option<(SourceSpec, u32, u32, u32)>,
@@ -126,7 +126,7 @@ fn media_loop(
     let mut bits = Vec::new();
     let mut seq = 0u32;
     let mut next = Instant::now();
-    let mut last_forced = Instant::now() - KEYFRAME_MIN_INTERVAL;
+    let mut last_forced: Option<Instant> = None;
     let mut last_camera_try = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -153,9 +153,11 @@ fn media_loop(
             }
         }
 
-        if keyframe.load(Ordering::Relaxed) && last_forced.elapsed() >= KEYFRAME_MIN_INTERVAL {
+        if keyframe.load(Ordering::Relaxed)
+            && last_forced.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_INTERVAL)
+        {
             keyframe.store(false, Ordering::Relaxed);
-            last_forced = Instant::now();
+            last_forced = Some(Instant::now());
             encoder.request_keyframe();
         }
         let captured = Instant::now();

@@ -326,7 +326,7 @@ async fn receive(
         tracing::error!("cannot start the decoder thread: {e}");
         return;
     }
-    let mut last_pli = Instant::now() - Duration::from_secs(1);
+    let mut last_pli: Option<Instant> = None;
     while let Some(event) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = event else {
             continue;
@@ -336,10 +336,11 @@ async fn receive(
         if tx.try_send(packet).is_err() {
             want_keyframe.store(true, Ordering::Relaxed);
         }
-        if want_keyframe.load(Ordering::Relaxed) && last_pli.elapsed() > Duration::from_millis(500)
+        if want_keyframe.load(Ordering::Relaxed)
+            && last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500))
         {
             want_keyframe.store(false, Ordering::Relaxed);
-            last_pli = Instant::now();
+            last_pli = Some(Instant::now());
             stats.update(|s| s.keyframe_requests += 1);
             let pli = PictureLossIndication {
                 sender_ssrc: 0,
