@@ -3,12 +3,10 @@
 # the network): codec rates, the desktop fan-out, then the Chromium broadcaster anchor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${OMNICAST_IN_NETNS:-}" != 1 ]; then
-  if [ "$(id -u)" -eq 0 ]; then unshare_flags=(-n); else unshare_flags=(-r -n); fi
-  exec unshare "${unshare_flags[@]}" env OMNICAST_IN_NETNS=1 "$0" "$@"
-fi
-ip link set lo up
 cargo build --workspace
-cargo bench -p omnicast --bench codec
-cargo bench -p omnicast --bench fanout
-node tests/bench/chromium-anchor.mjs "${OMNICAST_ANCHOR_VIEWERS:-1,5,20}" "${OMNICAST_BENCH_SECONDS:-10}"
+exec scripts/in-netns.sh bash -c '
+  set -euo pipefail
+  cargo bench -p omnicast --bench codec
+  cargo bench -p omnicast --bench fanout
+  node tests/bench/chromium-anchor.mjs "${OMNICAST_ANCHOR_VIEWERS:-1,5,20}" "${OMNICAST_BENCH_SECONDS:-10}"
+'
