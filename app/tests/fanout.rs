@@ -198,3 +198,49 @@ async fn viewers_resume_when_the_broadcaster_restarts() {
     viewer.stop().await;
     caster2.stop().await;
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_coming_and_going_leave_no_sockets_or_connections_behind() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let (caster, caster_stats) = broadcast(&url, "churn");
+    let cycle = |n: usize| {
+        let url = url.clone();
+        async move {
+            let (v, stats, _) = watch(&url, "churn");
+            until_frames(&stats, 5, &format!("churn viewer {n}")).await;
+            v.stop().await;
+        }
+    };
+    let settle = || async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while caster_stats.connected_viewers.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the broadcaster drops each departed viewer");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Warm up (lazily created runtime resources), then count.
+    cycle(0).await;
+    settle().await;
+    let before = open_fds();
+    for n in 1..=15 {
+        cycle(n).await;
+    }
+    settle().await;
+    let after = open_fds();
+    // Each cycle opens a websocket and two peer connections' UDP sockets; none may remain.
+    assert!(
+        after <= before + 3,
+        "open descriptors grew from {before} to {after} over 15 viewers"
+    );
+    caster.stop().await;
+}
