@@ -33,9 +33,9 @@ struct Cli {
     /// Address of its embedded STUN server.
     #[arg(long, global = true, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)))]
     stun_bind: SocketAddr,
-    /// Local address for WebRTC media (host candidates); 0.0.0.0:0 = every interface.
-    #[arg(long, global = true, default_value = "0.0.0.0:0")]
-    media_bind: String,
+    /// Local address for WebRTC media (host candidates). Default: every interface and loopback.
+    #[arg(long, global = true)]
+    media_bind: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,10 +112,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let peer = PeerSettings {
-        udp_addrs: vec![cli.media_bind.clone()],
-        ..PeerSettings::default()
-    };
+    let mut peer = PeerSettings::default();
+    if let Some(addr) = &cli.media_bind {
+        peer.udp_addrs = vec![addr.clone()];
+    }
     match cli.command {
         None => host_server(cli.bind, cli.stun_bind).await,
         Some(Command::Broadcast {

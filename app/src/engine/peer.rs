@@ -24,7 +24,9 @@ use super::rtp::{H264_CLOCK_RATE, H264_PAYLOAD_TYPE};
 pub struct PeerSettings {
     /// STUN/TURN URLs (usually the signal server's, from `/ice-servers`).
     pub ice_servers: Vec<String>,
-    /// Local UDP addresses to gather host candidates on; `0.0.0.0:0` means every interface.
+    /// Local UDP addresses to gather host candidates on. `0.0.0.0:0` means every interface but
+    /// loopback, so the default adds loopback too: viewers on the same machine connect even
+    /// when it has no network at all.
     pub udp_addrs: Vec<String>,
     /// Resolve browsers' `.local` (mDNS) candidates. Off for loopback-only use.
     pub mdns: bool,
@@ -34,7 +36,7 @@ impl Default for PeerSettings {
     fn default() -> Self {
         Self {
             ice_servers: Vec::new(),
-            udp_addrs: vec!["0.0.0.0:0".to_owned()],
+            udp_addrs: vec!["0.0.0.0:0".to_owned(), "127.0.0.1:0".to_owned()],
             mdns: true,
         }
     }
