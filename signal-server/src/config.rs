@@ -66,3 +66,63 @@ impl ServerConfig {
         }
     }
 }
+
+/// Which ICE servers to hand a client: the embedded STUN server on the host the client used to
+/// reach us, then the configured extra servers.
+#[derive(Debug, Clone, Default)]
+pub struct IcePlan {
+    pub stun_port: Option<u16>,
+    pub extra: Vec<IceServer>,
+}
+
+impl IcePlan {
+    /// The list for a client whose request carried this `Host` header.
+    pub fn for_host(&self, host_header: Option<&str>) -> Vec<IceServer> {
+        let mut servers = Vec::new();
+        if let (Some(port), Some(host)) = (self.stun_port, host_header.and_then(host_without_port))
+        {
+            servers.push(IceServer {
+                urls: vec![format!("stun:{host}:{port}")],
+                username: None,
+                credential: None,
+            });
+        }
+        servers.extend(self.extra.iter().cloned());
+        servers
+    }
+}
+
+/// `example.com:4000` → `example.com`, `[::1]:4000` → `[::1]`; rejects anything that is not a
+/// plausible host name so a forged Host header cannot inject into the URL.
+fn host_without_port(host: &str) -> Option<String> {
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, _) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(format!("[{inside}]"));
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    valid.then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(
+            host_without_port("localhost:4000").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(host_without_port("10.1.2.3").as_deref(), Some("10.1.2.3"));
+        assert_eq!(host_without_port("[::1]:4000").as_deref(), Some("[::1]"));
+        assert_eq!(host_without_port("evil\"host"), None);
+        assert_eq!(host_without_port("[nope]:1"), None);
+        assert_eq!(host_without_port(""), None);
+    }
+}

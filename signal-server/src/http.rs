@@ -11,7 +11,6 @@ use axum::routing::get;
 use serde_json::json;
 use tower_http::services::ServeDir;
 
-use crate::config::IceServer;
 use crate::relay::Shared;
 
 /// The official `socket.io-client` browser bundle, from npm (see build.rs).
@@ -64,8 +63,6 @@ const PAGES: &[(&str, &str, &str)] = &[
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) stun_port: Option<u16>,
-    pub(crate) extra_ice_servers: Arc<Vec<IceServer>>,
 }
 
 pub(crate) fn router<S>(
@@ -163,56 +160,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 /// `{"iceServers": [...]}`: the embedded STUN server on the host the client used to reach us,
 /// then the configured extra servers.
 async fn ice_servers(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(host_without_port);
-    let mut servers = Vec::new();
-    if let (Some(port), Some(host)) = (state.stun_port, host) {
-        servers.push(IceServer {
-            urls: vec![format!("stun:{host}:{port}")],
-            username: None,
-            credential: None,
-        });
-    }
-    servers.extend(state.extra_ice_servers.iter().cloned());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let servers = state.shared.ice.for_host(host);
     (
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(json!({ "iceServers": servers })),
     )
-}
-
-/// `example.com:4000` → `example.com`, `[::1]:4000` → `[::1]`; rejects anything that is not a
-/// plausible host name so a forged Host header cannot inject into the URL.
-fn host_without_port(host: &str) -> Option<String> {
-    let host = if let Some(rest) = host.strip_prefix('[') {
-        let (inside, _) = rest.split_once(']')?;
-        inside.parse::<std::net::Ipv6Addr>().ok()?;
-        return Some(format!("[{inside}]"));
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
-    valid.then(|| host.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_without_port;
-
-    #[test]
-    fn host_header_forms() {
-        assert_eq!(
-            host_without_port("localhost:4000").as_deref(),
-            Some("localhost")
-        );
-        assert_eq!(host_without_port("10.1.2.3").as_deref(), Some("10.1.2.3"));
-        assert_eq!(host_without_port("[::1]:4000").as_deref(), Some("[::1]"));
-        assert_eq!(host_without_port("evil\"host"), None);
-        assert_eq!(host_without_port("[nope]:1"), None);
-        assert_eq!(host_without_port(""), None);
-    }
 }

@@ -63,9 +63,28 @@ pub struct SignalServer {
 
 impl SignalServer {
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        let (stop_stun, stop_rx) = watch::channel(false);
+        let (stun_addr, stun_task) = match config.stun_bind {
+            Some(addr) => {
+                let socket = UdpSocket::bind(addr)
+                    .await
+                    .map_err(|source| StartError::StunBind { addr, source })?;
+                let bound = socket
+                    .local_addr()
+                    .map_err(|source| StartError::StunBind { addr, source })?;
+                let task = tokio::spawn(stun_server::serve(socket, stop_rx));
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
+
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub::new(config.hub.clone())),
             max_payload_bytes: config.hub.max_payload_bytes,
+            ice: config::IcePlan {
+                stun_port: stun_addr.map(|a| a.port()),
+                extra: config.extra_ice_servers.clone(),
+            },
         });
         // The engine closes connections that send more than this; messages between the hub's
         // limit and this one get a clear `error` event instead.
@@ -83,21 +102,6 @@ impl SignalServer {
             .build_svc();
         relay::attach(&io);
 
-        let (stop_stun, stop_rx) = watch::channel(false);
-        let (stun_addr, stun_task) = match config.stun_bind {
-            Some(addr) => {
-                let socket = UdpSocket::bind(addr)
-                    .await
-                    .map_err(|source| StartError::StunBind { addr, source })?;
-                let bound = socket
-                    .local_addr()
-                    .map_err(|source| StartError::StunBind { addr, source })?;
-                let task = tokio::spawn(stun_server::serve(socket, stop_rx));
-                (Some(bound), Some(task))
-            }
-            None => (None, None),
-        };
-
         let http_bind = config.http_bind;
         let bind_err = |source| StartError::HttpBind {
             addr: http_bind,
@@ -107,11 +111,7 @@ impl SignalServer {
         listener.set_nonblocking(true).map_err(bind_err)?;
         let http_addr = listener.local_addr().map_err(bind_err)?;
 
-        let state = http::HttpState {
-            shared,
-            stun_port: stun_addr.map(|a| a.port()),
-            extra_ice_servers: Arc::new(config.extra_ice_servers.clone()),
-        };
+        let state = http::HttpState { shared };
         // Signalling is many small messages: Nagle's algorithm would hold them back ~40 ms.
         let app = http::router(state, socket_io, config.web_root.as_deref())
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -23,6 +23,7 @@ use socketioxide::handler::{ConnectHandler as _, FromMessageParts};
 use socketioxide::socket::Socket;
 use socketioxide::{SocketError, SocketIo};
 
+use crate::config::IcePlan;
 use crate::hub::{Args, Hub, JoinError, Outgoing, Sid, validate_key, validate_room};
 
 /// State shared by every socket of one server.
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) hub: Mutex<Hub>,
     /// Copy of the hub's limit, so arguments are measured and parsed before taking the lock.
     pub(crate) max_payload_bytes: usize,
+    pub(crate) ice: IcePlan,
 }
 
 /// Who a socket said it is when it connected; kept in the socket's extensions.
@@ -82,8 +84,18 @@ fn membership(s: &SocketRef, auth: Option<Value>) -> Result<Membership, JoinErro
     })
 }
 
-/// Connect handler: the socket is now in the namespace and can receive.
+/// Connect handler: the socket is now in the namespace and can receive. It is told which ICE
+/// servers to use (`iceServers`, as `GET /ice-servers` answers; classic clients ignore it).
 async fn on_connect(s: SocketRef, State(shared): State<Arc<Shared>>) {
+    let host = s
+        .req_parts()
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let servers = shared.ice.for_host(host);
+    if let Err(e) = s.emit("iceServers", &serde_json::json!({ "iceServers": servers })) {
+        tracing::debug!(sid = %s.id, "iceServers not sent: {e}");
+    }
     let mut hub = shared.hub.lock();
     // Checked under the lock: a disconnect that already happened must not be undone.
     if s.connected() {

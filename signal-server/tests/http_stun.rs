@@ -121,6 +121,17 @@ async fn pages_client_health_and_ice_servers() {
     assert_eq!(ice["iceServers"].as_array().unwrap().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_clients_are_told_the_ice_servers_on_connect() {
+    let server = loopback_server().await;
+    let client = support::TestClient::connect(&server, support::room("ice")).await;
+    let port = server.stun_addr().unwrap().port();
+    assert_eq!(
+        client.ice_servers,
+        serde_json::json!([{ "urls": [format!("stun:127.0.0.1:{port}")] }])
+    );
+}
+
 #[tokio::test]
 async fn web_root_replaces_the_built_in_pages() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/classic");

@@ -324,6 +324,7 @@ async fn signalling(
     .await?;
     let (peer_tx, mut peer_rx) = mpsc::channel::<(String, PeerEvent)>(256);
     let mut viewers: HashMap<String, Viewer> = HashMap::new();
+    let mut peer_settings = settings.peer.clone();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -343,7 +344,7 @@ async fn signalling(
                     if let Some(old) = viewers.remove(&id) {
                         old.close().await;
                     }
-                    match add_viewer(settings, &signal, &id, frames, keyframe, &peer_tx).await {
+                    match add_viewer(&peer_settings, &signal, &id, frames, keyframe, &peer_tx).await {
                         Ok(v) => {
                             viewers.insert(id, v);
                         }
@@ -386,6 +387,7 @@ async fn signalling(
                 // The broadcaster that replaced us left: take the room back.
                 SignalEvent::BroadcasterLeft => signal.send("broadcaster", vec![]).await,
                 SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
+                SignalEvent::IceServers(servers) => peer_settings.ice_servers = servers,
                 SignalEvent::Offer(..) | SignalEvent::Broadcaster | SignalEvent::NoBroadcaster => {}
             },
             Some((id, event)) = peer_rx.recv() => match event {
@@ -429,7 +431,7 @@ async fn signalling(
 }
 
 async fn add_viewer(
-    settings: &BroadcastSettings,
+    peer_settings: &PeerSettings,
     signal: &SignalClient,
     id: &str,
     frames: &broadcast::Sender<Arc<FramePackets>>,
@@ -437,7 +439,7 @@ async fn add_viewer(
     peer_tx: &mpsc::Sender<(String, PeerEvent)>,
 ) -> Result<Viewer, BroadcastError> {
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let pc = peer::build(&settings.peer, false, events_tx)
+    let pc = peer::build(peer_settings, false, events_tx)
         .await
         .map_err(|e| super::signal::SignalError::Peer(e.to_string()))?;
     // Tag this connection's events with the viewer id.

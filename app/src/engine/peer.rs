@@ -19,11 +19,20 @@ use webrtc::peer_connection::{
 
 use super::rtp::{H264_CLOCK_RATE, H264_PAYLOAD_TYPE};
 
+/// A STUN or TURN server, as the signal server hands them out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct IceServerSpec {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
 /// Network settings for peer connections.
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
-    /// STUN/TURN URLs (usually the signal server's, from `/ice-servers`).
-    pub ice_servers: Vec<String>,
+    /// STUN/TURN servers; the signal server's (its `iceServers` event) replace these.
+    pub ice_servers: Vec<IceServerSpec>,
     /// Local UDP addresses to gather host candidates on. `0.0.0.0:0` means every interface but
     /// loopback, so the default adds loopback too: viewers on the same machine connect even
     /// when it has no network at all.
@@ -190,9 +199,10 @@ async fn build_with(
             settings
                 .ice_servers
                 .iter()
-                .map(|url| RTCIceServer {
-                    urls: vec![url.clone()],
-                    ..Default::default()
+                .map(|server| RTCIceServer {
+                    urls: server.urls.clone(),
+                    username: server.username.clone(),
+                    credential: server.credential.clone(),
                 })
                 .collect(),
         )

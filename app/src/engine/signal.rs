@@ -32,6 +32,8 @@ pub enum SignalEvent {
     Replaced,
     /// The server refused something we sent, or the connection reported a problem.
     Error(String),
+    /// The STUN/TURN servers the signal server wants peers to use.
+    IceServers(Vec<super::peer::IceServerSpec>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,9 @@ fn parse(event: &str, args: Vec<Value>) -> Option<SignalEvent> {
         "noBroadcaster" => SignalEvent::NoBroadcaster,
         "viewers" => SignalEvent::Viewers(args.first()?.as_u64()?),
         "replaced" => SignalEvent::Replaced,
+        "iceServers" => SignalEvent::IceServers(
+            serde_json::from_value(args.first()?.get("iceServers")?.clone()).ok()?,
+        ),
         "error" => SignalEvent::Error(match args.first() {
             Some(Value::Object(o)) => o
                 .get("message")
@@ -230,6 +235,28 @@ mod tests {
         assert_eq!(parse("offer", vec![json!(5)]), None);
         assert_eq!(parse("viewers", vec![json!("many")]), None);
         assert_eq!(parse("somethingElse", vec![]), None);
+        assert_eq!(
+            parse(
+                "iceServers",
+                vec![json!({"iceServers": [{"urls": ["stun:10.0.0.1:3478"]},
+                    {"urls": ["turn:t:3478"], "username": "u", "credential": "p"}]})]
+            ),
+            Some(SignalEvent::IceServers(vec![
+                crate::engine::peer::IceServerSpec {
+                    urls: vec!["stun:10.0.0.1:3478".into()],
+                    ..Default::default()
+                },
+                crate::engine::peer::IceServerSpec {
+                    urls: vec!["turn:t:3478".into()],
+                    username: "u".into(),
+                    credential: "p".into(),
+                },
+            ]))
+        );
+        assert_eq!(
+            parse("iceServers", vec![json!({"iceServers": "nope"})]),
+            None
+        );
     }
 
     #[test]

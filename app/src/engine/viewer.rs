@@ -375,6 +375,7 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut peer_settings = settings.peer.clone();
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -417,7 +418,7 @@ pub async fn run(
                 SignalEvent::Offer(from, desc) => {
                     close(&mut pc);
                     stats.update(|s| s.state = Some(ViewState::Negotiating));
-                    match answer(&settings.peer, &from, desc, &peer_tx).await {
+                    match answer(&peer_settings, &from, desc, &peer_tx).await {
                         Ok((conn, answer)) => {
                             signal.send("answer", vec![json!(from), answer]).await;
                             pc = Some((from, conn));
@@ -440,6 +441,7 @@ pub async fn run(
                     }
                 }
                 SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
+                SignalEvent::IceServers(servers) => peer_settings.ice_servers = servers,
                 SignalEvent::Watcher(_)
                 | SignalEvent::Answer(..)
                 | SignalEvent::Viewers(_)

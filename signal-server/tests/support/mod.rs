@@ -23,6 +23,8 @@ pub async fn loopback_server() -> SignalServer {
 pub struct TestClient {
     client: Client,
     events: mpsc::Receiver<(String, Vec<Value>)>,
+    /// What the server sent in its `iceServers` event on connect.
+    pub ice_servers: Value,
 }
 
 /// rust_socketio reports an event sent with no arguments (`["broadcaster"]`) as a `message`
@@ -70,13 +72,20 @@ impl TestClient {
             builder = builder.auth(auth);
         }
         let client = builder.connect().await.expect("socket.io connect");
-        let mut me = Self { client, events };
+        let mut me = Self {
+            client,
+            events,
+            ice_servers: Value::Null,
+        };
         // Emits before the `open` callback are lost: wait for it.
         let (event, args) = me.next().await;
         assert_eq!(
             event, "connect",
             "first event should be the connection: {args:?}"
         );
+        // Then the server says which ICE servers to use.
+        let args = me.expect("iceServers").await;
+        me.ice_servers = args[0]["iceServers"].clone();
         me
     }
 
