@@ -192,10 +192,16 @@ async fn main() {
 
         // Joiners: time from starting a viewer to its first decoded frame.
         let mut first_ms = Vec::new();
+        let mut slowest = None;
         for _ in 0..joins {
             let j = start_viewer(&url, true);
             if until_frames(&j.stats, 1, Duration::from_secs(10)).await {
-                first_ms.push(j.stats.snapshot().first_frame_ms.unwrap_or(u64::MAX));
+                let s = j.stats.snapshot();
+                let ms = s.first_frame_ms.unwrap_or(u64::MAX);
+                if slowest.as_ref().is_none_or(|(m, _)| ms > *m) {
+                    slowest = Some((ms, s.timeline_ms));
+                }
+                first_ms.push(ms);
             }
             j.stop().await;
         }
@@ -215,6 +221,9 @@ async fn main() {
             pct(&first_ms, 0.95),
             pct(&first_ms, 1.0),
         );
+        if let Some((ms, timeline)) = slowest {
+            println!("       slowest join ({ms} ms): {timeline:?}");
+        }
         probe.stop().await;
         for v in others {
             v.stop().await;

@@ -104,6 +104,9 @@ pub struct ViewerStats {
     pub last_decode_error: Option<String>,
     pub keyframe_requests: u64,
     pub first_frame_ms: Option<u64>,
+    /// When each step of the first connection happened, ms after start: where a slow start
+    /// spent its time.
+    pub timeline_ms: std::collections::BTreeMap<&'static str, u64>,
     /// Stamp sequence numbers of the first and last frames decoded.
     pub first_seq: Option<u32>,
     pub last_seq: Option<u32>,
@@ -150,6 +153,14 @@ impl SharedStats {
     }
 }
 
+/// Records when a step of the first connection happened (later repeats are ignored).
+fn mark(stats: &SharedStats, step: &'static str, started: Instant) {
+    let at = started.elapsed().as_millis() as u64;
+    stats.update(|s| {
+        s.timeline_ms.entry(step).or_insert(at);
+    });
+}
+
 /// A freeze: no new frame for this long while live.
 const FREEZE: Duration = Duration::from_millis(500);
 /// Latency samples kept (the most recent).
@@ -178,7 +189,9 @@ fn decode_loop(
     while let Ok(packet) = packets.recv() {
         let size = packet.payload.len() as u64;
         let marker = packet.header.marker;
+        let at = started.elapsed().as_millis() as u64;
         stats.update(|s| {
+            s.timeline_ms.entry("5 first packet").or_insert(at);
             s.packets_received += 1;
             s.bytes_received += size;
             s.frames_received += u64::from(marker);
@@ -213,8 +226,9 @@ fn decode_loop(
                         s.frames_decoded += 1;
                         s.decode_us_total += decode_us;
                         s.freezes += u64::from(froze);
-                        s.first_frame_ms
-                            .get_or_insert(started.elapsed().as_millis() as u64);
+                        let at = started.elapsed().as_millis() as u64;
+                        s.first_frame_ms.get_or_insert(at);
+                        s.timeline_ms.entry("6 first frame").or_insert(at);
                         if let Some(st) = d.stamp {
                             s.frames_with_stamp += 1;
                             if let Some(prev) = s.last_seq {
@@ -395,6 +409,7 @@ pub async fn run(
             }
             Some(event) = sig_rx.recv() => match event {
                 SignalEvent::Connected => {
+                    mark(&stats, "1 signalling", started);
                     stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
                     signal.send("watcher", vec![]).await;
                 }
@@ -417,10 +432,12 @@ pub async fn run(
                 }
                 SignalEvent::Offer(from, desc) => {
                     close(&mut pc);
+                    mark(&stats, "2 offer", started);
                     stats.update(|s| s.state = Some(ViewState::Negotiating));
                     match answer(&peer_settings, &from, desc, &peer_tx).await {
                         Ok((conn, answer)) => {
                             signal.send("answer", vec![json!(from), answer]).await;
+                            mark(&stats, "3 answered", started);
                             pc = Some((from, conn));
                         }
                         Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
@@ -455,6 +472,9 @@ pub async fn run(
                 }
                 PeerEvent::State(state) => {
                     tracing::debug!("connection {state}");
+                    if state == RTCPeerConnectionState::Connected {
+                        mark(&stats, "4 connected", started);
+                    }
                     if state == RTCPeerConnectionState::Failed && pc.is_some() {
                         // Ask again: the broadcaster offers a fresh connection.
                         close(&mut pc);
