@@ -413,7 +413,7 @@ async fn signalling(
                         _ => {}
                     }
                 }
-                PeerEvent::Track(_) => {}
+                PeerEvent::Track(_) | PeerEvent::IceConnected => {}
             },
         }
         // Whatever happened, the count of live connections follows.

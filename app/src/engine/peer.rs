@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 use super::rtp::{H264_CLOCK_RATE, H264_PAYLOAD_TYPE};
@@ -65,6 +65,8 @@ impl PeerSettings {
 /// What a peer connection reports, tagged by the caller with the remote peer's id.
 pub enum PeerEvent {
     Candidate(Value),
+    /// ICE found a working path (DTLS comes next).
+    IceConnected,
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
 }
@@ -87,6 +89,12 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
             Err(e) => tracing::debug!("unusable local candidate: {e}"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if state == RTCIceConnectionState::Connected {
+            let _ = self.events.send(PeerEvent::IceConnected).await;
         }
     }
 
@@ -216,6 +224,10 @@ async fn build_with(
                 // RFC 8445's 50 ms pacing instead of 200 ms: connections (and a joining
                 // viewer's first frame) come up sooner; same 1.4 s of attempts per pair.
                 .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
+                // A check that arrives before the peer's candidate (trickle over signalling
+                // loses that race now and then) makes a peer-reflexive pair, which webrtc would
+                // wait 1 s to nominate: the slow joins. Accept it at once, as browsers do.
+                .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
                 .build(),
         )
         .with_interceptor_registry(registry)

@@ -473,7 +473,7 @@ pub async fn run(
                 PeerEvent::State(state) => {
                     tracing::debug!("connection {state}");
                     if state == RTCPeerConnectionState::Connected {
-                        mark(&stats, "4 connected", started);
+                        mark(&stats, "4b connected (DTLS)", started);
                     }
                     if state == RTCPeerConnectionState::Failed && pc.is_some() {
                         // Ask again: the broadcaster offers a fresh connection.
@@ -481,6 +481,7 @@ pub async fn run(
                         signal.send("watcher", vec![]).await;
                     }
                 }
+                PeerEvent::IceConnected => mark(&stats, "4a ICE connected", started),
                 PeerEvent::Track(track) => {
                     tokio::spawn(receive(track, slot.clone(), stats.clone(), started, settings.decode));
                 }
