@@ -183,9 +183,15 @@ async fn main() {
             .unwrap_or(0)
             .wrapping_sub(before.last_seq.unwrap_or(0));
         let encode_fps = f64::from(encoded) / t0.elapsed().as_secs_f64();
-        let mut lat: Vec<u64> = after.latency_ms
-            [before.latency_ms.len().min(after.latency_ms.len())..]
+        // Samples added during the window (the window is far below the 10,000 kept).
+        let new_samples = after
+            .latency_ms
+            .len()
+            .saturating_sub(before.latency_ms.len());
+        let mut lat: Vec<u64> = after
+            .latency_ms
             .iter()
+            .skip(after.latency_ms.len() - new_samples)
             .map(|&v| u64::from(v))
             .collect();
         lat.sort_unstable();

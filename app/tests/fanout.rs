@@ -30,6 +30,19 @@ impl Running {
     }
 }
 
+/// Polls `done` every 20 ms until it holds, or gives up after `within`.
+async fn wait_until(
+    within: Duration,
+    done: impl Fn() -> bool,
+) -> Result<(), tokio::time::error::Elapsed> {
+    tokio::time::timeout(within, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 fn broadcast(url: &str, room: &str) -> (Running, Arc<BroadcastStats>) {
     let settings = BroadcastSettings {
         server_url: url.to_owned(),
@@ -80,10 +93,8 @@ fn watch(url: &str, room: &str) -> (Running, Arc<SharedStats>, Arc<FrameSlot>) {
 }
 
 async fn until_frames(stats: &SharedStats, n: u64, what: &str) -> ViewerStats {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while stats.frames_decoded.load(Ordering::Relaxed) < n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait_until(Duration::from_secs(30), || {
+        stats.frames_decoded.load(Ordering::Relaxed) >= n
     })
     .await
     .unwrap_or_else(|_| {
@@ -146,12 +157,9 @@ async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
         v.stop().await;
     }
     // Every viewer's connection is torn down on the broadcaster's side too.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while caster_stats.connected_viewers.load(Ordering::Relaxed) > 0
-            || caster_stats.viewers.load(Ordering::Relaxed) > 0
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    wait_until(Duration::from_secs(10), || {
+        caster_stats.connected_viewers.load(Ordering::Relaxed) == 0
+            && caster_stats.viewers.load(Ordering::Relaxed) == 0
     })
     .await
     .expect("no viewer connections left on the broadcaster");
@@ -219,10 +227,8 @@ async fn viewers_coming_and_going_leave_no_sockets_or_connections_behind() {
         }
     };
     let settle = || async {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while caster_stats.connected_viewers.load(Ordering::Relaxed) > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        wait_until(Duration::from_secs(10), || {
+            caster_stats.connected_viewers.load(Ordering::Relaxed) == 0
         })
         .await
         .expect("the broadcaster drops each departed viewer");

@@ -60,13 +60,8 @@ const PAGES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-#[derive(Clone)]
-pub(crate) struct HttpState {
-    pub(crate) shared: Arc<Shared>,
-}
-
 pub(crate) fn router<S>(
-    state: HttpState,
+    shared: Arc<Shared>,
     socket_io: S,
     web_root: Option<&std::path::Path>,
 ) -> Router
@@ -101,7 +96,7 @@ where
             }
         }
     }
-    router.with_state(state)
+    router.with_state(shared)
 }
 
 /// Copies the URI and headers out of hyper's read buffer. hyper parses them as zero-copy slices
@@ -139,8 +134,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
-    let snapshot = state.shared.hub.lock().snapshot();
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.hub.lock().snapshot();
     match crate::metrics::render(&snapshot) {
         Ok(body) => (
             [(
@@ -159,9 +154,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 /// `{"iceServers": [...]}`: the embedded STUN server on the host the client used to reach us,
 /// then the configured extra servers.
-async fn ice_servers(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+async fn ice_servers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let servers = state.shared.ice.for_host(host);
+    let servers = shared.ice.for_host(host);
     (
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(json!({ "iceServers": servers })),

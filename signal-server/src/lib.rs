@@ -111,9 +111,8 @@ impl SignalServer {
         listener.set_nonblocking(true).map_err(bind_err)?;
         let http_addr = listener.local_addr().map_err(bind_err)?;
 
-        let state = http::HttpState { shared };
         // Signalling is many small messages: Nagle's algorithm would hold them back ~40 ms.
-        let app = http::router(state, socket_io, config.web_root.as_deref())
+        let app = http::router(shared, socket_io, config.web_root.as_deref())
             .into_make_service_with_connect_info::<SocketAddr>();
         let handle = Handle::new();
         let http_task = match &config.tls {

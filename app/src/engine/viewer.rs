@@ -76,11 +76,14 @@ impl FrameSlot {
         self.latest.lock().clone()
     }
 
-    fn put(&self, frame: VideoFrame) {
-        *self.latest.lock() = Some(frame);
+    /// Stores `frame`, waking the consumer. Returns the pixel buffer of the frame it replaced
+    /// (one nobody took), for the decoder to reuse instead of allocating.
+    fn put(&self, frame: VideoFrame) -> Option<Vec<u8>> {
+        let replaced = self.latest.lock().replace(frame);
         if let Some(w) = &*self.waker.lock() {
             w();
         }
+        replaced.map(|f| f.rgba)
     }
 }
 
@@ -110,7 +113,7 @@ pub struct ViewerStats {
     /// Stamp sequence numbers of the first and last frames decoded.
     pub first_seq: Option<u32>,
     pub last_seq: Option<u32>,
-    pub latency_ms: Vec<u32>,
+    pub latency_ms: std::collections::VecDeque<u32>,
     pub decode_us_total: u64,
     pub freezes: u64,
     /// Round-trip time of the connection (ICE candidate pair), milliseconds.
@@ -242,9 +245,9 @@ fn decode_loop(
                             s.first_seq.get_or_insert(st.seq);
                             s.last_seq = Some(st.seq);
                             if s.latency_ms.len() >= MAX_LATENCY_SAMPLES {
-                                s.latency_ms.remove(0);
+                                s.latency_ms.pop_front();
                             }
-                            s.latency_ms.push(st.age_ms(now_ms));
+                            s.latency_ms.push_back(st.age_ms(now_ms));
                         }
                     });
                     if stats.frames_decoded.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -252,13 +255,17 @@ fn decode_loop(
                         *stats.live_since.lock() =
                             Some((Instant::now(), s.frames_received, s.bytes_received));
                     }
-                    slot.put(VideoFrame {
-                        width: d.width,
-                        height: d.height,
-                        rgba: rgba.clone(),
-                        stamp: d.stamp,
-                        index,
-                    });
+                    // Hand the pixels over without copying; decode the next frame into the
+                    // buffer of the one it replaces, if nobody took that.
+                    rgba = slot
+                        .put(VideoFrame {
+                            width: d.width,
+                            height: d.height,
+                            rgba: std::mem::take(&mut rgba),
+                            stamp: d.stamp,
+                            index,
+                        })
+                        .unwrap_or_default();
                 }
                 Ok(None) => {}
                 Err(e) => {
