@@ -10,5 +10,6 @@ pub mod pattern;
 pub mod peer;
 pub mod rtp;
 pub mod signal;
+pub mod slot;
 pub mod stamp;
 pub mod viewer;

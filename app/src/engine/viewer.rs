@@ -19,6 +19,7 @@ use super::codec::H264Decoder;
 use super::peer::{self, PeerEvent, PeerSettings};
 use super::rtp::FrameAssembler;
 use super::signal::{SignalClient, SignalEvent};
+use super::slot::LatestSlot;
 use super::stamp::{self, Stamp};
 
 #[derive(Debug, Clone)]
@@ -53,39 +54,8 @@ pub enum ViewState {
     BroadcasterLeft,
 }
 
-/// The newest frame only, plus who to wake when it changes.
-#[derive(Default)]
-pub struct FrameSlot {
-    latest: Mutex<Option<VideoFrame>>,
-    waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
-}
-
-impl FrameSlot {
-    /// Called (from the decoder thread) after each new frame, e.g. egui's `request_repaint`.
-    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
-        *self.waker.lock() = Some(Box::new(wake));
-    }
-
-    /// The newest frame, if one arrived since the last take.
-    pub fn take(&self) -> Option<VideoFrame> {
-        self.latest.lock().take()
-    }
-
-    /// A copy of the newest frame without taking it.
-    pub fn peek(&self) -> Option<VideoFrame> {
-        self.latest.lock().clone()
-    }
-
-    /// Stores `frame`, waking the consumer. Returns the pixel buffer of the frame it replaced
-    /// (one nobody took), for the decoder to reuse instead of allocating.
-    fn put(&self, frame: VideoFrame) -> Option<Vec<u8>> {
-        let replaced = self.latest.lock().replace(frame);
-        if let Some(w) = &*self.waker.lock() {
-            w();
-        }
-        replaced.map(|f| f.rgba)
-    }
-}
+/// The newest decoded frame only, plus who to wake when it changes.
+pub type FrameSlot = LatestSlot<VideoFrame>;
 
 /// Receive-side figures.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -265,6 +235,7 @@ fn decode_loop(
                             stamp: d.stamp,
                             index,
                         })
+                        .map(|replaced| replaced.rgba)
                         .unwrap_or_default();
                 }
                 Ok(None) => {}
