@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use omnicast::engine::broadcaster::{self, BroadcastSettings, BroadcastStats};
 use omnicast::engine::capture::SourceSpec;
-use omnicast::engine::codec::EncoderSettings;
+use omnicast::engine::codec::{self, EncoderSettings};
 use omnicast::engine::peer::PeerSettings;
 use omnicast::engine::viewer::{self, FrameSlot, SharedStats, ViewSettings};
 use omnicast_signal::config::{DEFAULT_HTTP_PORT, DEFAULT_STUN_PORT};
@@ -33,9 +33,10 @@ struct Cli {
     /// Address of its embedded STUN server.
     #[arg(long, global = true, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)))]
     stun_bind: SocketAddr,
-    /// Local address for WebRTC media (host candidates). Default: every interface and loopback.
-    #[arg(long, global = true)]
-    media_bind: Option<String>,
+    /// Local address for WebRTC media (host candidates), IP or IP:PORT. Default: every
+    /// interface and loopback.
+    #[arg(long, global = true, value_parser = parse_media_bind)]
+    media_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +67,9 @@ enum Command {
         /// Frames between scheduled keyframes.
         #[arg(long, default_value_t = 300)]
         keyframe_interval: u32,
+        /// Encoder threads (1-4); 0 picks by size: one up to 720p, every core above.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4))]
+        encode_threads: u16,
     },
     /// Watch a broadcast.
     View {
@@ -88,6 +92,16 @@ enum Command {
     },
 }
 
+/// An IP address, with a port or without (any free port).
+fn parse_media_bind(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+        .map_err(|_| format!("{s:?}: expected an IP address such as 127.0.0.1 or 0.0.0.0:50000"))
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
@@ -96,8 +110,10 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         w.parse().map_err(|_| format!("{s:?}: bad width"))?,
         h.parse().map_err(|_| format!("{s:?}: bad height"))?,
     );
-    if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) {
-        return Err(format!("{s:?}: width and height must be 16–7680 × 16–4320"));
+    if w < 16 || h < 16 || !codec::size_supported(w as usize, h as usize) {
+        return Err(format!(
+            "{s:?}: from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows"
+        ));
     }
     Ok((w & !1, h & !1))
 }
@@ -107,14 +123,20 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,rtc_ice=error,rtc_dtls=error,omnicast=info,omnicast_signal=info".into()
+                // rtc's per-packet handlers warn about the ordinary races of every join (ICE
+                // checks before the answer, RTP before DTLS): hundreds of lines for 20 viewers.
+                concat!(
+                    "warn,rtc_ice=error,rtc_dtls=error,rtc::peer_connection::handler=error,",
+                    "omnicast=info,omnicast_signal=info"
+                )
+                .into()
             }),
         )
         .init();
     let cli = Cli::parse();
     let mut peer = PeerSettings::default();
-    if let Some(addr) = &cli.media_bind {
-        peer.udp_addrs = vec![addr.clone()];
+    if let Some(addr) = cli.media_bind {
+        peer.udp_addrs = vec![addr.to_string()];
     }
     match cli.command {
         None => host_server(cli.bind, cli.stun_bind).await,
@@ -128,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             fps,
             bitrate_kbps,
             keyframe_interval,
+            encode_threads,
         }) => {
             if !headless {
                 bail!("only --headless is available for now");
@@ -163,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
                     fps,
                     bitrate_kbps,
                     keyframe_interval,
-                    threads: 0,
+                    threads: encode_threads,
                 },
                 peer,
             };

@@ -129,18 +129,23 @@ fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
 
 #[test]
 fn bad_arguments_get_clear_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["broadcast", "--headless", "--size", "12by7"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("expected WIDTHxHEIGHT"));
-    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["broadcast", "--headless", "--source", "webcam"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown source"));
+    for (args, says) in [
+        (&["--size", "12by7"][..], "expected WIDTHxHEIGHT"),
+        // Beyond what H.264 level 5.2 (openh264's limit) encodes.
+        (&["--size", "7680x3840"], "up to 3840x2160"),
+        (&["--source", "webcam"], "unknown source"),
+        (&["--encode-threads", "9"], "0..=4"),
+        (&["--media-bind", "localhost:x"], "expected an IP address"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+            .args(["broadcast", "--headless"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
     // A server that does not exist: a clear error and a non-zero exit, not a hang.
     let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
         .args([

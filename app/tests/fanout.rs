@@ -44,18 +44,32 @@ async fn wait_until(
 }
 
 fn broadcast(url: &str, room: &str) -> (Running, Arc<BroadcastStats>) {
+    broadcast_with(
+        url,
+        room,
+        (320, 240),
+        EncoderSettings {
+            fps: 30.0,
+            bitrate_kbps: 400,
+            ..EncoderSettings::default()
+        },
+    )
+}
+
+fn broadcast_with(
+    url: &str,
+    room: &str,
+    (width, height): (u32, u32),
+    encoder: EncoderSettings,
+) -> (Running, Arc<BroadcastStats>) {
     let settings = BroadcastSettings {
         server_url: url.to_owned(),
         room: room.to_owned(),
         key: None,
         source: SourceSpec::TestPattern,
-        width: 320,
-        height: 240,
-        encoder: EncoderSettings {
-            fps: 30.0,
-            bitrate_kbps: 400,
-            ..EncoderSettings::default()
-        },
+        width,
+        height,
+        encoder,
         peer: PeerSettings::loopback(),
     };
     let stats = Arc::new(BroadcastStats::default());
@@ -107,7 +121,11 @@ async fn until_frames(stats: &SharedStats, n: u64, what: &str) -> ViewerStats {
 }
 
 fn assert_clean(s: &ViewerStats, what: &str) {
-    assert_eq!((s.width, s.height), (320, 240), "{what}");
+    assert_clean_at(s, (320, 240), what);
+}
+
+fn assert_clean_at(s: &ViewerStats, size: (usize, usize), what: &str) {
+    assert_eq!((s.width, s.height), size, "{what}");
     assert_eq!(
         s.frames_with_stamp, s.frames_decoded,
         "{what}: every frame stamped"
@@ -163,6 +181,32 @@ async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
     })
     .await
     .expect("no viewer connections left on the broadcaster");
+    caster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_360_broadcast_reaches_its_viewer_whole() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let encoder = EncoderSettings {
+        fps: 10.0,
+        bitrate_kbps: 8_000,
+        ..EncoderSettings::default()
+    };
+    let (caster, caster_stats) = broadcast_with(&url, "360", (3840, 1920), encoder);
+    let (viewer, stats, slot) = watch(&url, "360");
+    let s = until_frames(&stats, 15, "360 viewer").await;
+    assert_clean_at(&s, (3840, 1920), "360 viewer");
+    assert_eq!(slot.peek().expect("a frame").rgba.len(), 3840 * 1920 * 4);
+    // A picture this size is encoded on every core (up to four), not one.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    assert_eq!(
+        caster_stats.encoder_threads.load(Ordering::Relaxed),
+        cores as u64
+    );
+    viewer.stop().await;
     caster.stop().await;
 }
 

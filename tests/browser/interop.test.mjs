@@ -35,10 +35,12 @@ function run(args) {
   return { child, exited, output: () => output };
 }
 
-test("a browser watches the desktop broadcaster", async () => {
+/** Starts the desktop broadcaster at `size` (with `extra` arguments) and checks that a browser
+ * viewer decodes it as H.264; returns the viewer's page. */
+async function browserWatchesDesktop(size, extra = []) {
   const caster = run([
-    "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0",
-    "broadcast", "--headless", "--source", "test-pattern", "--size", "640x360",
+    "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1",
+    "broadcast", "--headless", "--source", "test-pattern", "--size", size, ...extra,
   ]);
   const url = await waitFor("broadcaster's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
   const browser = await launchChromium();
@@ -47,7 +49,11 @@ test("a browser watches the desktop broadcaster", async () => {
   await page.goto(`${url}/`);
   const first = await waitFor("browser decoding the desktop stream", () => framesDecoded(page), 30_000);
   await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
-  assert.equal(await page.evaluate(() => document.getElementById("video").videoWidth), 640);
+  const [width, height] = size.split("x").map(Number);
+  assert.deepEqual(
+    await page.evaluate(() => [document.getElementById("video").videoWidth, document.getElementById("video").videoHeight]),
+    [width, height],
+  );
   assert.equal(await page.evaluate(() => window.omnicast.status), "live");
   const codec = await page.evaluate(async () => {
     const stats = await window.omnicast.pc.getStats();
@@ -55,6 +61,22 @@ test("a browser watches the desktop broadcaster", async () => {
     return stats.get(inbound.codecId).mimeType;
   });
   assert.equal(codec, "video/H264");
+  return page;
+}
+
+test("a browser watches the desktop broadcaster", async () => {
+  await browserWatchesDesktop("640x360");
+});
+
+test("a browser watches a 360° desktop broadcast encoded on several threads (several slices a picture)", async () => {
+  const page = await browserWatchesDesktop("1920x960", ["--encode-threads", "2"]);
+  // Pictures keep coming whole: nothing the browser could not decode.
+  const dropped = await page.evaluate(async () => {
+    const stats = await window.omnicast.pc.getStats();
+    const inbound = [...stats.values()].find((s) => s.type === "inbound-rtp" && s.kind === "video");
+    return { pli: inbound.pliCount, lost: inbound.packetsLost };
+  });
+  assert.deepEqual(dropped, { pli: 0, lost: 0 });
 });
 
 test("the desktop viewer watches the browser broadcaster page", async () => {

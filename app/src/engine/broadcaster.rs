@@ -18,9 +18,10 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
-use super::capture::{CameraSource, CaptureError, Source, SourceSpec};
+use super::capture::{CAMERA_RETRY, CameraFeed, CameraSource, OpenInput, SourceSpec, VideoInput};
 use super::codec::{EncoderSettings, H264Encoder};
 use super::feedback::is_keyframe_request;
+use super::pattern::TestPattern;
 use super::peer::{self, PeerEvent, PeerSettings};
 use super::rtp::{FramePacketizer, FramePackets, H264_PAYLOAD_TYPE};
 use super::signal::{SignalClient, SignalEvent};
@@ -45,6 +46,8 @@ pub struct BroadcastStats {
     pub frames_dropped_late: AtomicU64,
     pub keyframes: AtomicU64,
     pub encode_us_total: AtomicU64,
+    /// Threads encoding the current picture size.
+    pub encoder_threads: AtomicU64,
     pub viewers: AtomicU64,
     pub connected_viewers: AtomicU64,
 }
@@ -53,6 +56,8 @@ pub struct BroadcastStats {
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// A viewer whose answer has not come after this may ask again.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A camera that delivers nothing for this long is covered by the test pattern until it does.
+const CAMERA_STALL: Duration = Duration::from_secs(2);
 /// Encoded frames buffered for viewers that fall behind, before they skip to a keyframe.
 const FRAME_BUFFER: usize = 16;
 
@@ -60,42 +65,52 @@ const FRAME_BUFFER: usize = 16;
 pub enum BroadcastError {
     #[error(transparent)]
     Signal(#[from] super::signal::SignalError),
-    #[error(transparent)]
-    Codec(#[from] super::codec::CodecError),
     #[error("cannot start the media thread: {0}")]
     Thread(std::io::Error),
 }
 
-/// Opens the configured source; a camera that is missing or fails gives the test pattern with a
-/// clear message, and is retried by the media loop.
-fn open_source(
+/// Starts reading the configured camera, if any; the capture thread says why when there is none.
+fn start_camera(
     spec: &SourceSpec,
-    w: u32,
-    h: u32,
+    width: u32,
+    height: u32,
     fps: u32,
-) -> (Source, Option<(SourceSpec, u32, u32, u32)>) {
-    match spec {
-        SourceSpec::TestPattern => (Source::test_pattern(w, h), None),
-        SourceSpec::Camera(sel) => {
-            let retry = Some((spec.clone(), w, h, fps));
-            match CameraSource::open(sel, w, h, fps) {
-                Ok(cam) => {
-                    tracing::info!("broadcasting camera {}", cam.name());
-                    (Source::camera(cam, w, h), retry)
-                }
-                Err(e) => {
-                    let what = if matches!(e, CaptureError::NoCamera) {
-                        "no camera found".to_owned()
-                    } else {
-                        e.to_string()
-                    };
-                    tracing::warn!(
-                        "{what}: broadcasting the test pattern instead (retrying the camera every 5 s)"
-                    );
-                    (Source::test_pattern(w, h), retry)
-                }
-            }
+) -> std::io::Result<Option<CameraFeed>> {
+    let SourceSpec::Camera(selector) = spec else {
+        return Ok(None);
+    };
+    let selector = selector.clone();
+    let open: OpenInput = Box::new(move || {
+        CameraSource::open(&selector, width, height, fps)
+            .map(|c| Box::new(c) as Box<dyn VideoInput>)
+    });
+    CameraFeed::start(open, CAMERA_RETRY).map(Some)
+}
+
+/// Lets frames through at most `fps` a second, whatever rate a camera delivers at; a frame up
+/// to a quarter of an interval early still counts as on time (camera clocks jitter).
+struct Pacer {
+    interval: Duration,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: None,
         }
+    }
+
+    fn admit(&mut self, at: Instant) -> bool {
+        let slack = self.interval / 4;
+        if self.next.is_some_and(|next| at + slack < next) {
+            return false;
+        }
+        let on_schedule = self.next.map(|n| n + self.interval);
+        let from_now = at + self.interval - slack;
+        self.next = Some(on_schedule.map_or(from_now, |n| n.max(from_now)));
+        true
     }
 }
 
@@ -107,10 +122,11 @@ struct MediaLinks {
     stats: Arc<BroadcastStats>,
 }
 
-/// Runs the capture → encode → packetize loop on its own thread until `stop`.
+/// Encodes and packetizes on its own thread until `stop`: the camera's frames as they arrive
+/// while it delivers, else the test pattern on a clock.
 fn media_loop(
-    mut source: Source,
-    retry_camera: Option<(SourceSpec, u32, u32, u32)>,
+    camera: Option<CameraFeed>,
+    mut pattern: TestPattern,
     mut encoder: H264Encoder,
     fps: f32,
     links: MediaLinks,
@@ -122,37 +138,73 @@ fn media_loop(
         stats,
     } = links;
     let interval = Duration::from_secs_f32(1.0 / fps.max(1.0));
+    let mut pacer = Pacer::new(interval);
     let mut packetizer = FramePacketizer::default();
     let mut bits = Vec::new();
+    // Stamped (test pattern) frames only, so a viewer counts no losses across a camera spell.
     let mut seq = 0u32;
     let mut next = Instant::now();
+    let mut late_ticks = 0u64;
+    let mut was_live = false;
     let mut last_forced: Option<Instant> = None;
-    let mut last_camera_try = Instant::now();
+    let mut failing: Option<String> = None;
+    // When the camera last delivered: one that stops without failing (a hung device) is
+    // covered by the pattern after CAMERA_STALL.
+    let mut last_camera = Instant::now();
+    let mut stalled = false;
     while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now < next {
-            std::thread::sleep(next - now);
-        } else if now > next + interval {
-            // Behind (slow encoder or a stall): drop the stale ticks, never queue them.
-            let missed = ((now - next).as_secs_f64() / interval.as_secs_f64()) as u64;
-            stats
-                .frames_dropped_late
-                .fetch_add(missed, Ordering::Relaxed);
-            next = now;
+        let live = camera.as_ref().is_some_and(CameraFeed::is_live);
+        if live != was_live {
+            // The pattern's clock starts afresh; missed ticks were not its fault.
+            (was_live, next, last_camera, stalled) = (live, Instant::now(), Instant::now(), false);
         }
-        next += interval;
-
-        if let Some((SourceSpec::Camera(sel), w, h, f)) = &retry_camera
-            && !source.is_camera()
-            && last_camera_try.elapsed() > Duration::from_secs(5)
-        {
-            last_camera_try = Instant::now();
-            if let Ok(camera) = CameraSource::open(sel, *w, *h, *f) {
-                tracing::info!("camera {} is back", camera.name());
-                source = Source::camera(camera, *w, *h);
+        if live && !stalled && last_camera.elapsed() > CAMERA_STALL {
+            tracing::warn!(
+                "the camera has sent nothing for {CAMERA_STALL:?}: sending the test pattern until it does"
+            );
+            stalled = true;
+        }
+        // Waiting for the camera's next frame, unless it stalled: then only a look.
+        let wait = if stalled {
+            Duration::ZERO
+        } else {
+            interval.max(Duration::from_millis(100))
+        };
+        let from_camera = match &camera {
+            Some(feed) if live => feed.next_frame(wait),
+            _ => None,
+        };
+        let captured;
+        let mut camera_frame = None;
+        let (frame, stamped) = match (from_camera, &camera) {
+            (Some(f), Some(feed)) => {
+                if std::mem::take(&mut stalled) {
+                    tracing::info!("the camera delivers again");
+                    next = Instant::now();
+                }
+                last_camera = f.captured;
+                if !pacer.admit(f.captured) {
+                    feed.recycle(f.image);
+                    continue;
+                }
+                captured = f.captured;
+                (&*camera_frame.insert(f.image), false)
             }
-        }
-
+            _ if live && !stalled => continue,
+            _ => {
+                let now = Instant::now();
+                if now < next {
+                    std::thread::sleep(next - now);
+                } else if now > next + interval {
+                    // Behind (slow encoder or a stall): drop the stale ticks, never queue them.
+                    late_ticks += ((now - next).as_secs_f64() / interval.as_secs_f64()) as u64;
+                    next = now;
+                }
+                next += interval;
+                captured = Instant::now();
+                (pattern.render(Stamp::now(seq)), true)
+            }
+        };
         if keyframe.load(Ordering::Relaxed)
             && last_forced.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_INTERVAL)
         {
@@ -160,33 +212,44 @@ fn media_loop(
             last_forced = Some(Instant::now());
             encoder.request_keyframe();
         }
-        let captured = Instant::now();
-        let frame = match source.frame(Stamp::now(seq)) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!("{e}; sending the test pattern and retrying the camera");
-                last_camera_try = Instant::now();
-                continue;
-            }
-        };
         let started = Instant::now();
-        let encoded = match encoder.encode(&frame, &mut bits) {
+        let result = encoder.encode(frame, &mut bits);
+        let encode_us = started.elapsed().as_micros() as u64;
+        if let (Some(image), Some(feed)) = (camera_frame.take(), &camera) {
+            feed.recycle(image);
+        }
+        stats.frames_dropped_late.store(
+            late_ticks + camera.as_ref().map_or(0, CameraFeed::overwritten),
+            Ordering::Relaxed,
+        );
+        let key = match result {
             Ok(Some(key)) => key,
             Ok(None) => continue, // rate control skipped it; the stamp's seq is reused
             Err(e) => {
-                tracing::error!("{e}");
+                // Said once, not thirty times a second.
+                let e = e.to_string();
+                if failing.as_ref() != Some(&e) {
+                    tracing::error!("{e}");
+                    failing = Some(e);
+                }
                 continue;
             }
         };
+        failing = None;
         stats
             .encode_us_total
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(encode_us, Ordering::Relaxed);
         stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-        if encoded {
+        if let Some(t) = encoder.threads() {
+            stats.encoder_threads.store(u64::from(t), Ordering::Relaxed);
+        }
+        if key {
             stats.keyframes.fetch_add(1, Ordering::Relaxed);
         }
-        seq = seq.wrapping_add(1);
-        match packetizer.packetize(Bytes::copy_from_slice(&bits), captured, encoded) {
+        if stamped {
+            seq = seq.wrapping_add(1);
+        }
+        match packetizer.packetize(Bytes::copy_from_slice(&bits), captured, key) {
             // No receivers is fine: nobody is watching yet.
             Ok(packets) => drop(frames.send(Arc::new(packets))),
             Err(e) => tracing::error!("packetizing: {e}"),
@@ -279,8 +342,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BroadcastError> {
     let (w, h, fps) = (settings.width, settings.height, settings.encoder.fps);
-    let spec = settings.source.clone();
-    let encoder = H264Encoder::new(settings.encoder)?;
+    let camera =
+        start_camera(&settings.source, w, h, fps as u32).map_err(BroadcastError::Thread)?;
+    let encoder = H264Encoder::new(settings.encoder);
     let (frames_tx, _) = broadcast::channel::<Arc<FramePackets>>(FRAME_BUFFER);
     let keyframe = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -294,9 +358,8 @@ pub async fn run(
         std::thread::Builder::new()
             .name("omnicast-media".into())
             .spawn(move || {
-                // Cameras are not Send: open it on the thread that reads it.
-                let (source, retry) = open_source(&spec, w, h, fps as u32);
-                media_loop(source, retry, encoder, fps, links);
+                let pattern = TestPattern::new(w as usize, h as usize);
+                media_loop(camera, pattern, encoder, fps, links);
             })
             .map_err(BroadcastError::Thread)?
     };
@@ -516,5 +579,162 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::capture::fake::{FakeCamera, opener};
+    use crate::engine::codec::H264Decoder;
+    use crate::engine::rtp::FrameAssembler;
+
+    #[test]
+    fn the_pacer_holds_a_fast_camera_to_the_frame_rate_and_lets_a_slow_one_through() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 60 fps camera, 30 fps wanted: every other frame.
+        let mut p = Pacer::new(Duration::from_millis(33));
+        let admitted = (0..60).filter(|i| p.admit(ms(i * 50 / 3))).count();
+        assert!((29..=31).contains(&admitted), "{admitted} of 60");
+        // 30 fps with ±5 ms of jitter: all of them.
+        let mut p = Pacer::new(Duration::from_millis(33));
+        let jitter = [0, 5, -5, 3, -4, 5, 0, -5];
+        let admitted = (0..80)
+            .filter(|i| p.admit(ms((100 + i * 33 + jitter[*i as usize % 8]) as u64)))
+            .count();
+        assert_eq!(admitted, 80);
+        // A camera slower than asked: all of them, and no catching up after a stall.
+        let mut p = Pacer::new(Duration::from_millis(33));
+        assert!((0..20).all(|i| p.admit(ms(i * 50))));
+        assert!(p.admit(ms(5000)));
+        assert!(
+            !p.admit(ms(5010)),
+            "a burst after a stall is not let through"
+        );
+    }
+
+    /// Runs the media thread with `camera` until `enough` holds for the decoded stamps, or
+    /// 30 s, and returns the stamp sequence numbers in the order they were decoded.
+    fn run_media(camera: CameraFeed, enough: impl Fn(&[u32]) -> bool) -> (Vec<u32>, u64) {
+        let (frames_tx, mut frames_rx) = broadcast::channel(FRAME_BUFFER);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(BroadcastStats::default());
+        let links = MediaLinks {
+            frames: frames_tx,
+            keyframe: Arc::new(AtomicBool::new(false)),
+            stop: stop.clone(),
+            stats: stats.clone(),
+        };
+        let (w, h) = (160, 96);
+        let media = std::thread::Builder::new()
+            .name("media-test".into())
+            .spawn(move || {
+                let encoder = H264Encoder::new(EncoderSettings::default());
+                media_loop(Some(camera), TestPattern::new(w, h), encoder, 30.0, links);
+            })
+            .unwrap();
+        let mut assembler = FrameAssembler::default();
+        let mut decoder = H264Decoder::new().unwrap();
+        let (mut rgba, mut seqs, mut errors) = (Vec::new(), Vec::new(), 0);
+        let until = Instant::now() + Duration::from_secs(30);
+        while !enough(&seqs) && Instant::now() < until {
+            let Ok(frame) = frames_rx.try_recv() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            for p in &frame.packets {
+                assembler.push(p.clone());
+            }
+            while let Some((au, _)) = assembler.pop(Instant::now()) {
+                match decoder.decode(&au, &mut rgba) {
+                    Ok(Some(d)) => seqs.push(d.stamp.expect("stamped").seq),
+                    Ok(None) => {}
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        media.join().unwrap();
+        (seqs, errors)
+    }
+
+    #[test]
+    fn when_the_camera_goes_away_the_pattern_fills_in_and_the_camera_comes_back() {
+        let cam = |frames, first_seq| FakeCamera {
+            size: (160, 96),
+            frames,
+            first_seq,
+            period: Duration::from_millis(33),
+            sent: 0,
+            bad_every: 0,
+            pause: None,
+        };
+        // Camera frames are stamped from 1000 (first camera) and 2000 (after it came back); the
+        // pattern's own stamps count from 0.
+        let script = vec![Some(cam(15, 1000)), None, Some(cam(u32::MAX, 2000))];
+        let feed = CameraFeed::start(
+            opener(script, Arc::new(AtomicU64::new(0))),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let (seqs, errors) = run_media(feed, |s| s.iter().filter(|q| **q >= 2010).count() > 0);
+        assert_eq!(errors, 0, "{seqs:?}");
+        let first_cam: Vec<_> = seqs.iter().filter(|s| (1000..2000).contains(*s)).collect();
+        let pattern: Vec<_> = seqs.iter().copied().filter(|s| *s < 1000).collect();
+        assert!(
+            first_cam.len() >= 10,
+            "the camera's frames went out: {seqs:?}"
+        );
+        assert!(
+            seqs.iter().any(|s| *s >= 2010),
+            "the camera came back: {seqs:?}"
+        );
+        // Between the two camera spells the pattern was sent, its stamps without a gap, so
+        // viewers count nothing lost.
+        let gone = seqs
+            .iter()
+            .position(|s| *s == 1014)
+            .expect("last frame of camera 1");
+        let back = seqs.iter().position(|s| *s >= 2000).expect("camera 2");
+        assert!(back - gone > 10, "pattern frames in between: {seqs:?}");
+        assert!(seqs[gone + 1..back].iter().all(|s| *s < 1000), "{seqs:?}");
+        assert!(
+            pattern.windows(2).all(|w| w[1] == w[0] + 1),
+            "pattern stamps in sequence: {pattern:?}"
+        );
+    }
+
+    #[test]
+    fn a_camera_that_hangs_is_covered_by_the_pattern_until_it_delivers_again() {
+        let hanging = FakeCamera {
+            size: (160, 96),
+            frames: u32::MAX,
+            first_seq: 1000,
+            period: Duration::from_millis(33),
+            sent: 0,
+            bad_every: 0,
+            // After ten frames it sends nothing for 3.5 s, then carries on.
+            pause: Some((10, Duration::from_millis(3500))),
+        };
+        let opened = Arc::new(AtomicU64::new(0));
+        let feed = CameraFeed::start(
+            opener(vec![Some(hanging)], opened.clone()),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let (seqs, errors) = run_media(feed, |s| s.iter().any(|q| *q >= 1015));
+        assert_eq!(errors, 0);
+        let hung = seqs.iter().position(|s| *s == 1009).expect("frames before");
+        let back = seqs.iter().position(|s| *s >= 1010).expect("frames after");
+        let covered = &seqs[hung + 1..back];
+        // 2 s of nothing, then the pattern for the remaining 1.5 s (about 45 frames).
+        assert!(covered.len() >= 20, "{seqs:?}");
+        assert!(covered.iter().all(|s| *s < 1000), "{seqs:?}");
+        assert_eq!(
+            opened.load(Ordering::Relaxed),
+            1,
+            "the same camera, not reopened"
+        );
     }
 }

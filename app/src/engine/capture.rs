@@ -1,8 +1,12 @@
-//! Video sources: a camera (nokhwa) or the built-in test pattern. A camera that is missing or
-//! fails falls back to the test pattern with a clear message, and is retried.
+//! Video sources: cameras (nokhwa), read on their own thread into a latest-frame slot. A camera
+//! that is missing or fails is said once and retried; the broadcaster sends the test pattern
+//! meanwhile.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nokhwa::Camera;
 use nokhwa::pixel_format::RgbFormat;
@@ -10,11 +14,12 @@ use nokhwa::utils::{
     ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
     Resolution,
 };
-use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSource};
 
+use parking_lot::Mutex;
+
+use super::convert::{Scratch, camera_buffer_to_i420};
 use super::frame::I420;
-use super::pattern::TestPattern;
-use super::stamp::Stamp;
+use super::slot::LatestSlot;
 
 /// Which camera, as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +101,29 @@ pub enum CaptureError {
     NoSuchCamera(String, String),
     #[error("camera {0}: {1}")]
     Camera(String, nokhwa::NokhwaError),
+    /// One frame that does not decode (USB cameras send a truncated JPEG now and then).
+    #[error("camera {0} sent a frame that does not decode: {1}")]
+    BadFrame(String, nokhwa::NokhwaError),
 }
 
-/// An open camera delivering frames converted to I420.
+/// A captured picture, and when the device handed it over.
+pub struct CameraFrame {
+    pub image: I420,
+    pub captured: Instant,
+}
+
+/// A video input read one frame at a time: a camera, or a stand-in for one in tests.
+pub trait VideoInput {
+    fn name(&self) -> &str;
+    /// Waits for the next frame and converts it to I420, into `reuse` when that has the size.
+    fn read(&mut self, reuse: Option<I420>) -> Result<CameraFrame, CaptureError>;
+}
+
+/// An open nokhwa camera.
 pub struct CameraSource {
     name: String,
     camera: Camera,
-    yuv: Option<YUVBuffer>,
+    scratch: Scratch,
 }
 
 impl CameraSource {
@@ -135,128 +156,392 @@ impl CameraSource {
         Ok(Self {
             name: info.name,
             camera,
-            yuv: None,
+            scratch: Scratch::default(),
         })
     }
+}
 
-    pub fn name(&self) -> &str {
+impl VideoInput for CameraSource {
+    fn name(&self) -> &str {
         &self.name
     }
 
-    /// The next camera frame (blocks until the camera delivers one).
-    pub fn frame(&mut self) -> Result<&YUVBuffer, CaptureError> {
-        let name = self.name.clone();
-        let err = |e| CaptureError::Camera(name.clone(), e);
-        let buffer = self.camera.frame().map_err(err)?;
-        let rgb = buffer.decode_image::<RgbFormat>().map_err(err)?;
-        let dims = (rgb.width() as usize & !1, rgb.height() as usize & !1);
-        if self.yuv.as_ref().is_none_or(|y| y.dimensions() != dims) {
-            self.yuv = Some(YUVBuffer::new(dims.0, dims.1));
-        }
-        let yuv = self
-            .yuv
-            .get_or_insert_with(|| YUVBuffer::new(dims.0, dims.1));
-        yuv.read_rgb8(RgbSliceU8::new(
-            rgb.as_raw(),
-            (rgb.width() as usize, rgb.height() as usize),
-        ));
-        Ok(yuv)
+    fn read(&mut self, reuse: Option<I420>) -> Result<CameraFrame, CaptureError> {
+        let buffer = self
+            .camera
+            .frame()
+            .map_err(|e| CaptureError::Camera(self.name.clone(), e))?;
+        let captured = Instant::now();
+        let image = camera_buffer_to_i420(&buffer, &mut self.scratch, reuse)
+            .map_err(|e| CaptureError::BadFrame(self.name.clone(), e))?;
+        Ok(CameraFrame { image, captured })
     }
 }
 
-/// A frame source: the camera while it works, else the test pattern.
-pub struct Source {
-    pattern: TestPattern,
-    camera: Option<CameraSource>,
+/// Opens the video input; called on the capture thread, since cameras cannot move between
+/// threads.
+pub type OpenInput = Box<dyn FnMut() -> Result<Box<dyn VideoInput>, CaptureError> + Send>;
+
+/// How often a missing or failed camera is tried again.
+pub const CAMERA_RETRY: Duration = Duration::from_secs(5);
+/// This many undecodable frames in a row count as a failed camera.
+const MAX_BAD_FRAMES: u32 = 30;
+/// How long dropping a [`CameraFeed`] waits for a camera that does not return a frame.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads a camera on its own thread (`omnicast-capture`) as fast as it delivers, so conversion
+/// overlaps encoding and frames never wait in the device's queue; keeps only the newest frame
+/// for the encoder. A camera that is missing or fails is said once and tried again every
+/// `retry`; meanwhile the feed is not [live](Self::is_live) and the caller sends something else.
+pub struct CameraFeed {
+    shared: Arc<FeedShared>,
+    ended: std::sync::mpsc::Receiver<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Source {
-    pub fn test_pattern(width: u32, height: u32) -> Self {
-        Self {
-            pattern: TestPattern::new(width as usize, height as usize),
-            camera: None,
+struct FeedShared {
+    latest: LatestSlot<CameraFrame>,
+    /// A buffer the encoder is done with, for the next conversion.
+    spare: Mutex<Option<I420>>,
+    live: AtomicBool,
+    stop: AtomicBool,
+    /// Frames replaced before the encoder took them.
+    overwritten: AtomicU64,
+}
+
+impl CameraFeed {
+    pub fn start(open: OpenInput, retry: Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(FeedShared {
+            latest: LatestSlot::default(),
+            spare: Mutex::new(None),
+            live: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            overwritten: AtomicU64::new(0),
+        });
+        let (ended_tx, ended) = std::sync::mpsc::sync_channel(1);
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("omnicast-capture".into())
+                .spawn(move || {
+                    capture_loop(open, retry, &shared);
+                    let _ = ended_tx.send(());
+                })?
+        };
+        Ok(Self {
+            shared,
+            ended,
+            thread: Some(thread),
+        })
+    }
+
+    /// Is a camera delivering?
+    pub fn is_live(&self) -> bool {
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// The newest frame not yet taken, waiting up to `timeout` for one.
+    pub fn next_frame(&self, timeout: Duration) -> Option<CameraFrame> {
+        self.shared.latest.take_within(timeout)
+    }
+
+    /// Gives a frame's buffer back for the next conversion.
+    pub fn recycle(&self, image: I420) {
+        self.shared.spare.lock().get_or_insert(image);
+    }
+
+    /// Frames the camera delivered that were replaced by newer ones before being taken.
+    pub fn overwritten(&self) -> u64 {
+        self.shared.overwritten.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CameraFeed {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // A camera blocked in a read ends the thread after its next frame; one that never
+        // delivers again is left behind rather than hanging the caller.
+        match self.ended.recv_timeout(STOP_WAIT) {
+            Ok(()) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Err(_) => tracing::warn!("the camera did not stop within {STOP_WAIT:?}; leaving it"),
         }
     }
+}
 
-    pub fn camera(camera: CameraSource, width: u32, height: u32) -> Self {
-        Self {
-            pattern: TestPattern::new(width as usize, height as usize),
-            camera: Some(camera),
+fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
+    let stopped = || shared.stop.load(Ordering::Relaxed);
+    let retry_s = retry.as_secs_f32();
+    // Said once until a camera works again; repeated failures are only debug logs.
+    let mut said = false;
+    let mut ever_opened = false;
+    while !stopped() {
+        let mut input = match open() {
+            Ok(input) => input,
+            Err(e) => {
+                if said {
+                    tracing::debug!("camera still unavailable: {e}");
+                } else {
+                    tracing::warn!(
+                        "{e}: broadcasting the test pattern instead (retrying the camera every {retry_s} s)"
+                    );
+                    said = true;
+                }
+                sleep_unless(retry, stopped);
+                continue;
+            }
+        };
+        if ever_opened {
+            tracing::info!("camera {} is back", input.name());
+        } else {
+            tracing::info!("broadcasting camera {}", input.name());
         }
-    }
-
-    pub fn is_camera(&self) -> bool {
-        self.camera.is_some()
-    }
-
-    /// The next frame. A camera error drops back to the test pattern (returned in the error so
-    /// the caller can say so and retry later).
-    pub fn frame(&mut self, stamp: Stamp) -> Result<Frame<'_>, CaptureError> {
-        if let Some(camera) = &mut self.camera {
-            match camera.frame() {
-                Ok(_) => {}
+        (ever_opened, said) = (true, false);
+        let mut bad_in_a_row = 0;
+        while !stopped() {
+            let reuse = shared.spare.lock().take();
+            match input.read(reuse) {
+                Err(e @ CaptureError::BadFrame(..)) if bad_in_a_row < MAX_BAD_FRAMES => {
+                    tracing::debug!("{e}; skipped");
+                    bad_in_a_row += 1;
+                }
+                Ok(frame) => {
+                    bad_in_a_row = 0;
+                    shared.live.store(true, Ordering::Relaxed);
+                    if let Some(old) = shared.latest.put(frame) {
+                        shared.overwritten.fetch_add(1, Ordering::Relaxed);
+                        *shared.spare.lock() = Some(old.image);
+                    }
+                }
                 Err(e) => {
-                    self.camera = None;
-                    return Err(e);
+                    tracing::warn!(
+                        "{e}: broadcasting the test pattern instead (retrying the camera every {retry_s} s)"
+                    );
+                    said = true;
+                    break;
                 }
             }
         }
-        Ok(match &self.camera {
-            Some(c) => match &c.yuv {
-                Some(yuv) => Frame::Camera(yuv),
-                None => Frame::Pattern(self.pattern.render(stamp)),
-            },
-            None => Frame::Pattern(self.pattern.render(stamp)),
+        shared.live.store(false, Ordering::Relaxed);
+        drop(shared.latest.take());
+        drop(input);
+        sleep_unless(retry, stopped);
+    }
+    shared.live.store(false, Ordering::Relaxed);
+}
+
+/// Sleeps for `total`, in short steps so that `stop` ends it early.
+fn sleep_unless(total: Duration, stop: impl Fn() -> bool) {
+    let until = Instant::now() + total;
+    while !stop() {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Stand-in cameras for tests: frames carrying a stamp, then unplugged.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use crate::engine::stamp::{self, Stamp};
+
+    pub(crate) struct FakeCamera {
+        pub size: (usize, usize),
+        /// Frames it delivers before failing (`u32::MAX`: it never fails).
+        pub frames: u32,
+        /// Stamp sequence number of its first frame.
+        pub first_seq: u32,
+        pub period: Duration,
+        pub sent: u32,
+        /// Every this many frames one does not decode (0: never).
+        pub bad_every: u32,
+        /// After this many frames, deliver nothing for this long (once).
+        pub pause: Option<(u32, Duration)>,
+    }
+
+    impl VideoInput for FakeCamera {
+        fn name(&self) -> &str {
+            "fake camera"
+        }
+
+        fn read(&mut self, reuse: Option<I420>) -> Result<CameraFrame, CaptureError> {
+            std::thread::sleep(self.period);
+            if let Some((after, pause)) = self.pause
+                && after == self.sent
+            {
+                std::thread::sleep(pause);
+                self.pause = None;
+            }
+            if self.sent == self.frames {
+                return Err(CaptureError::Camera(
+                    "fake camera".into(),
+                    nokhwa::NokhwaError::ReadFrameError("unplugged".into()),
+                ));
+            }
+            if self.bad_every > 0 && self.sent % self.bad_every == self.bad_every - 1 {
+                self.sent += 1;
+                return Err(CaptureError::BadFrame(
+                    "fake camera".into(),
+                    nokhwa::NokhwaError::ReadFrameError("truncated JPEG".into()),
+                ));
+            }
+            let (w, h) = self.size;
+            let mut image = reuse
+                .filter(|i| (i.width(), i.height()) == (w, h))
+                .unwrap_or_else(|| I420::new(w, h));
+            let (y, _, _) = image.planes_mut();
+            y.fill(90);
+            let seq = self.first_seq + self.sent;
+            stamp::write(y, w, w, h, Stamp::now(seq));
+            self.sent += 1;
+            Ok(CameraFrame {
+                image,
+                captured: Instant::now(),
+            })
+        }
+    }
+
+    /// An opener that plays `script` in order (`None`: no camera), then finds no camera.
+    pub(crate) fn opener(script: Vec<Option<FakeCamera>>, opened: Arc<AtomicU64>) -> OpenInput {
+        let mut script = script.into_iter();
+        Box::new(move || {
+            opened.fetch_add(1, Ordering::Relaxed);
+            match script.next().flatten() {
+                Some(cam) => Ok(Box::new(cam) as Box<dyn VideoInput>),
+                None => Err(CaptureError::NoCamera),
+            }
         })
-    }
-}
-
-/// A borrowed frame of either kind, as the encoder takes it.
-pub enum Frame<'a> {
-    Pattern(&'a I420),
-    Camera(&'a YUVBuffer),
-}
-
-impl YUVSource for Frame<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        match self {
-            Frame::Pattern(f) => f.dimensions(),
-            Frame::Camera(f) => f.dimensions(),
-        }
-    }
-
-    fn strides(&self) -> (usize, usize, usize) {
-        match self {
-            Frame::Pattern(f) => f.strides(),
-            Frame::Camera(f) => f.strides(),
-        }
-    }
-
-    fn y(&self) -> &[u8] {
-        match self {
-            Frame::Pattern(f) => f.y(),
-            Frame::Camera(f) => f.y(),
-        }
-    }
-
-    fn u(&self) -> &[u8] {
-        match self {
-            Frame::Pattern(f) => f.u(),
-            Frame::Camera(f) => f.u(),
-        }
-    }
-
-    fn v(&self) -> &[u8] {
-        match self {
-            Frame::Pattern(f) => f.v(),
-            Frame::Camera(f) => f.v(),
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::fake::{FakeCamera, opener};
     use super::*;
+    use crate::engine::stamp;
+    use openh264::formats::YUVSource as _;
+
+    fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
+        let until = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < until, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn camera(frames: u32, first_seq: u32) -> FakeCamera {
+        FakeCamera {
+            size: (160, 96),
+            frames,
+            first_seq,
+            period: Duration::from_millis(5),
+            sent: 0,
+            bad_every: 0,
+            pause: None,
+        }
+    }
+
+    fn seq_of(frame: &CameraFrame) -> u32 {
+        let img = &frame.image;
+        let (w, h) = (img.width(), img.height());
+        stamp::read(img.y(), w, w, h).expect("stamped").seq
+    }
+
+    #[test]
+    fn a_camera_that_goes_away_is_tried_again_until_it_is_back() {
+        let opened = Arc::new(AtomicU64::new(0));
+        let script = vec![
+            Some(camera(10, 100)),
+            None,
+            None,
+            Some(camera(u32::MAX, 500)),
+        ];
+        let feed =
+            CameraFeed::start(opener(script, opened.clone()), Duration::from_millis(20)).unwrap();
+        let mut seen = Vec::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut was_down = false;
+        // Take frames until the second camera has delivered some, noting the spell without one.
+        while seen.last().is_none_or(|s| *s < 505) {
+            assert!(Instant::now() < until, "frames so far: {seen:?}");
+            if !feed.is_live() && !seen.is_empty() {
+                was_down = true;
+            }
+            if let Some(f) = feed.next_frame(Duration::from_millis(10)) {
+                seen.push(seq_of(&f));
+                feed.recycle(f.image);
+            }
+        }
+        assert!(was_down, "not live while there was no camera");
+        assert!(seen.iter().any(|s| (100..110).contains(s)), "{seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "newest first: {seen:?}"
+        );
+        // Opened, unplugged, two failed tries, back.
+        assert_eq!(opened.load(Ordering::Relaxed), 4);
+        drop(feed);
+    }
+
+    #[test]
+    fn a_slow_consumer_gets_the_newest_frame_not_a_backlog() {
+        let opened = Arc::new(AtomicU64::new(0));
+        let feed = CameraFeed::start(
+            opener(vec![Some(camera(u32::MAX, 0))], opened),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        wait_for("first frame", Duration::from_secs(10), || feed.is_live());
+        std::thread::sleep(Duration::from_millis(100));
+        let a = seq_of(&feed.next_frame(Duration::from_secs(1)).unwrap());
+        assert!(a >= 5, "after 100 ms of 5 ms frames, frame {a}");
+        assert!(feed.overwritten() >= 4, "{}", feed.overwritten());
+        let b = seq_of(&feed.next_frame(Duration::from_secs(1)).unwrap());
+        assert!(b > a);
+    }
+
+    #[test]
+    fn a_frame_that_does_not_decode_is_skipped_not_a_lost_camera() {
+        let opened = Arc::new(AtomicU64::new(0));
+        let flaky = FakeCamera {
+            bad_every: 3,
+            ..camera(u32::MAX, 0)
+        };
+        let feed =
+            CameraFeed::start(opener(vec![Some(flaky)], opened.clone()), Duration::ZERO).unwrap();
+        let mut seen = Vec::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 20 {
+            assert!(Instant::now() < until, "{seen:?}");
+            if let Some(f) = feed.next_frame(Duration::from_millis(10)) {
+                seen.push(seq_of(&f));
+            }
+        }
+        assert!(
+            seen.iter().all(|s| s % 3 != 2),
+            "bad frames never arrive: {seen:?}"
+        );
+        assert_eq!(opened.load(Ordering::Relaxed), 1, "the camera was kept");
+    }
+
+    #[test]
+    fn stopping_does_not_wait_for_the_retry_interval() {
+        let feed = CameraFeed::start(
+            opener(vec![None], Arc::new(AtomicU64::new(0))),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        drop(feed);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
 
     #[test]
     fn source_specs_parse_and_print() {

@@ -4,6 +4,7 @@
 pub mod broadcaster;
 pub mod capture;
 pub mod codec;
+pub mod convert;
 pub mod feedback;
 pub mod frame;
 pub mod pattern;

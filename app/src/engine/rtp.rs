@@ -208,7 +208,7 @@ mod tests {
     fn frames_survive_packetizing_reordering_and_reassembly() {
         let (w, h) = (1280, 720);
         let mut pattern = TestPattern::new(w, h);
-        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings::default());
         let mut dec = H264Decoder::new().unwrap();
         let mut pk = FramePacketizer::default();
         let mut asm = FrameAssembler::default();
@@ -255,7 +255,7 @@ mod tests {
     /// Twelve encoded 720p frames as packets, sequence numbers starting at `first_seq`.
     fn frames(first_seq: u16) -> Vec<Vec<Packet>> {
         let mut pattern = TestPattern::new(1280, 720);
-        let mut enc = H264Encoder::new(EncoderSettings::default()).unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings::default());
         let mut pk = FramePacketizer::default();
         let mut bits = Vec::new();
         let start = Instant::now();
