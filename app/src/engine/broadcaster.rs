@@ -18,7 +18,10 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
-use super::capture::{CAMERA_RETRY, CameraFeed, CameraSource, OpenInput, SourceSpec, VideoInput};
+use super::capture::{
+    CAMERA_RETRY, CAMERA_STALL, CameraFeed, CameraSource, FeedState, OpenInput, SourceSpec,
+    VideoInput,
+};
 use super::codec::{EncoderSettings, H264Encoder};
 use super::feedback::is_keyframe_request;
 use super::pattern::TestPattern;
@@ -56,8 +59,6 @@ pub struct BroadcastStats {
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// A viewer whose answer has not come after this may ask again.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
-/// A camera that delivers nothing for this long is covered by the test pattern until it does.
-const CAMERA_STALL: Duration = Duration::from_secs(2);
 /// Encoded frames buffered for viewers that fall behind, before they skip to a keyframe.
 const FRAME_BUFFER: usize = 16;
 
@@ -145,44 +146,35 @@ fn media_loop(
     let mut seq = 0u32;
     let mut next = Instant::now();
     let mut late_ticks = 0u64;
-    let mut was_live = false;
+    let mut last_state = FeedState::NoCamera;
     let mut last_forced: Option<Instant> = None;
     let mut failing: Option<String> = None;
-    // When the camera last delivered: one that stops without failing (a hung device) is
-    // covered by the pattern after CAMERA_STALL.
-    let mut last_camera = Instant::now();
-    let mut stalled = false;
     while !stop.load(Ordering::Relaxed) {
-        let live = camera.as_ref().is_some_and(CameraFeed::is_live);
-        if live != was_live {
+        let state = camera
+            .as_ref()
+            .map_or(FeedState::NoCamera, CameraFeed::state);
+        if state != last_state {
+            match state {
+                FeedState::Stalled => tracing::warn!(
+                    "the camera has sent nothing for {CAMERA_STALL:?}: sending the test pattern until it does"
+                ),
+                FeedState::Live if last_state == FeedState::Stalled => {
+                    tracing::info!("the camera delivers again");
+                }
+                _ => {}
+            }
             // The pattern's clock starts afresh; missed ticks were not its fault.
-            (was_live, next, last_camera, stalled) = (live, Instant::now(), Instant::now(), false);
+            (last_state, next) = (state, Instant::now());
         }
-        if live && !stalled && last_camera.elapsed() > CAMERA_STALL {
-            tracing::warn!(
-                "the camera has sent nothing for {CAMERA_STALL:?}: sending the test pattern until it does"
-            );
-            stalled = true;
-        }
-        // Waiting for the camera's next frame, unless it stalled: then only a look.
-        let wait = if stalled {
-            Duration::ZERO
-        } else {
-            interval.max(Duration::from_millis(100))
-        };
+        let live = state == FeedState::Live;
         let from_camera = match &camera {
-            Some(feed) if live => feed.next_frame(wait),
+            Some(feed) if live => feed.next_frame(interval.max(Duration::from_millis(100))),
             _ => None,
         };
         let captured;
         let mut camera_frame = None;
         let (frame, stamped) = match (from_camera, &camera) {
             (Some(f), Some(feed)) => {
-                if std::mem::take(&mut stalled) {
-                    tracing::info!("the camera delivers again");
-                    next = Instant::now();
-                }
-                last_camera = f.captured;
                 if !pacer.admit(f.captured) {
                     feed.recycle(f.image);
                     continue;
@@ -190,7 +182,8 @@ fn media_loop(
                 captured = f.captured;
                 (&*camera_frame.insert(f.image), false)
             }
-            _ if live && !stalled => continue,
+            // The camera's next frame is not in yet.
+            _ if live => continue,
             _ => {
                 let now = Instant::now();
                 if now < next {

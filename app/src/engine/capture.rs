@@ -184,15 +184,29 @@ pub type OpenInput = Box<dyn FnMut() -> Result<Box<dyn VideoInput>, CaptureError
 
 /// How often a missing or failed camera is tried again.
 pub const CAMERA_RETRY: Duration = Duration::from_secs(5);
+/// A camera that delivers nothing for this long (without failing: a hung device) is
+/// [`FeedState::Stalled`].
+pub const CAMERA_STALL: Duration = Duration::from_secs(2);
 /// This many undecodable frames in a row count as a failed camera.
 const MAX_BAD_FRAMES: u32 = 30;
 /// How long dropping a [`CameraFeed`] waits for a camera that does not return a frame.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
+/// What a [`CameraFeed`] is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedState {
+    /// No camera delivering: none found, or it failed and is being tried again.
+    NoCamera,
+    Live,
+    /// Open, but it has sent nothing for [`CAMERA_STALL`].
+    Stalled,
+}
+
 /// Reads a camera on its own thread (`omnicast-capture`) as fast as it delivers, so conversion
 /// overlaps encoding and frames never wait in the device's queue; keeps only the newest frame
 /// for the encoder. A camera that is missing or fails is said once and tried again every
-/// `retry`; meanwhile the feed is not [live](Self::is_live) and the caller sends something else.
+/// `retry`; meanwhile, and while it is stalled, the feed is not [live](Self::is_live) and the
+/// caller sends something else.
 pub struct CameraFeed {
     shared: Arc<FeedShared>,
     ended: std::sync::mpsc::Receiver<()>,
@@ -203,7 +217,11 @@ struct FeedShared {
     latest: LatestSlot<CameraFrame>,
     /// A buffer the encoder is done with, for the next conversion.
     spare: Mutex<Option<I420>>,
-    live: AtomicBool,
+    /// A camera is open and has delivered.
+    open: AtomicBool,
+    /// When it last delivered, in µs after `epoch`.
+    last_frame_us: AtomicU64,
+    epoch: Instant,
     stop: AtomicBool,
     /// Frames replaced before the encoder took them.
     overwritten: AtomicU64,
@@ -214,7 +232,9 @@ impl CameraFeed {
         let shared = Arc::new(FeedShared {
             latest: LatestSlot::default(),
             spare: Mutex::new(None),
-            live: AtomicBool::new(false),
+            open: AtomicBool::new(false),
+            last_frame_us: AtomicU64::new(0),
+            epoch: Instant::now(),
             stop: AtomicBool::new(false),
             overwritten: AtomicU64::new(0),
         });
@@ -235,9 +255,22 @@ impl CameraFeed {
         })
     }
 
+    pub fn state(&self) -> FeedState {
+        let shared = &self.shared;
+        if !shared.open.load(Ordering::Relaxed) {
+            return FeedState::NoCamera;
+        }
+        let last = Duration::from_micros(shared.last_frame_us.load(Ordering::Relaxed));
+        if shared.epoch.elapsed().saturating_sub(last) > CAMERA_STALL {
+            FeedState::Stalled
+        } else {
+            FeedState::Live
+        }
+    }
+
     /// Is a camera delivering?
     pub fn is_live(&self) -> bool {
-        self.shared.live.load(Ordering::Relaxed)
+        self.state() == FeedState::Live
     }
 
     /// The newest frame not yet taken, waiting up to `timeout` for one.
@@ -310,7 +343,9 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
                 }
                 Ok(frame) => {
                     bad_in_a_row = 0;
-                    shared.live.store(true, Ordering::Relaxed);
+                    let at = shared.epoch.elapsed().as_micros() as u64;
+                    shared.last_frame_us.store(at, Ordering::Relaxed);
+                    shared.open.store(true, Ordering::Relaxed);
                     if let Some(old) = shared.latest.put(frame) {
                         shared.overwritten.fetch_add(1, Ordering::Relaxed);
                         *shared.spare.lock() = Some(old.image);
@@ -325,12 +360,12 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
                 }
             }
         }
-        shared.live.store(false, Ordering::Relaxed);
+        shared.open.store(false, Ordering::Relaxed);
         drop(shared.latest.take());
         drop(input);
         sleep_unless(retry, stopped);
     }
-    shared.live.store(false, Ordering::Relaxed);
+    shared.open.store(false, Ordering::Relaxed);
 }
 
 /// Sleeps for `total`, in short steps so that `stop` ends it early.
