@@ -129,6 +129,9 @@ fn decode_ycbcr(jpeg: &[u8], planes: &mut [Vec<u8>; 3]) -> std::io::Result<Optio
             usize::from(v_max / cv),
         );
     }
+    if layout.planes[0].1 != 1 || layout.planes[0].2 != 1 {
+        return Ok(None); // Luma at less than full resolution: not for the straight path.
+    }
     let mut started = decompress.raw()?;
     for p in planes.iter_mut() {
         p.clear();
