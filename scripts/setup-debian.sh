@@ -6,10 +6,15 @@
 #   util-linux   `unshare`, for that namespace
 #   openssl      a throw-away certificate for the HTTPS test
 #   libclang-dev, nasm, pkg-config: the media engine's camera bindings and fast openh264
+#   xvfb, xauth  an X server for the window tests (the app in a real window, screenshots)
+#   mesa-vulkan-drivers, libvulkan1: lavapipe, the software Vulkan wgpu renders with there
+#   libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0: what winit opens at run time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium iproute2 util-linux openssl libclang-dev nasm pkg-config)
+packages=(chromium iproute2 util-linux openssl libclang-dev nasm pkg-config
+  xvfb xauth mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6
+  libxkbcommon-x11-0)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, Rust unit and integration tests, the Node Socket.IO client suite,
-# and the browser end-to-end suite in a private network namespace. Needs scripts/setup-debian.sh.
+# Every test: formatting, lints, Rust unit and integration tests (the app driven by egui_kittest
+# and in a real window under Xvfb among them), the Node Socket.IO client suite, and the browser
+# end-to-end suite in a private network namespace. Needs scripts/setup-debian.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The window tests' graphics stack wants a runtime directory; a fresh machine may have none.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d)
+  export XDG_RUNTIME_DIR
+fi
 
 step() { printf '\n== %s\n' "$*"; }
 

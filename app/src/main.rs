@@ -1,8 +1,8 @@
 //! `omnicast`: the Omnicast desktop app.
 //!
-//! `omnicast broadcast --headless` and `omnicast view --headless` run the media engine without a
-//! window; with no arguments it hosts the signal server (the window comes next, see
-//! ARCHITECTURE.md).
+//! With no arguments it opens the window in the last used mode. `--kiosk --config FILE`
+//! starts a configured mode unattended (`--headless`: no window). `broadcast --headless` and
+//! `view --headless` run the media engine alone; `serve` hosts the signal server alone.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,18 +15,34 @@ use omnicast::engine::broadcaster::{self, BroadcastSettings, BroadcastStats};
 use omnicast::engine::capture::SourceSpec;
 use omnicast::engine::codec::{self, EncoderSettings};
 use omnicast::engine::peer::PeerSettings;
+use omnicast::engine::session::SessionState;
 use omnicast::engine::viewer::{self, FrameSlot, SharedStats, ViewSettings};
+use omnicast::gui::{self, AppOptions, Mode};
+use omnicast::kiosk::KioskConfig;
+use omnicast::service::{BroadcastPlan, Command as ServiceCommand, Event, Service, ViewPlan};
 use omnicast_signal::config::{DEFAULT_HTTP_PORT, DEFAULT_STUN_PORT};
 use omnicast_signal::{ServerConfig, SignalServer};
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Omnicast: live video from one broadcaster to many viewers over WebRTC"
+    about = "Omnicast: live video from one broadcaster to many viewers over WebRTC",
+    long_about = "Omnicast: live video from one broadcaster to many viewers over WebRTC.\n\n\
+        With no command it opens the window. --kiosk --config FILE runs a robot unattended."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Kiosk mode: start the mode in --config at once, full screen, no mode toggle, reconnecting
+    /// for ever.
+    #[arg(long, requires = "config")]
+    kiosk: bool,
+    /// Kiosk configuration (TOML; see assets/omnicast.example.toml).
+    #[arg(long, requires = "kiosk")]
+    config: Option<PathBuf>,
+    /// With --kiosk: no window at all.
+    #[arg(long, requires = "kiosk")]
+    headless: bool,
     /// Address of the signal server this app hosts.
     #[arg(long, global = true, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)))]
     bind: SocketAddr,
@@ -71,6 +87,8 @@ enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4))]
         encode_threads: u16,
     },
+    /// Host the signal server alone (as `omnicast-signal`).
+    Serve,
     /// Watch a broadcast.
     View {
         #[arg(long)]
@@ -118,8 +136,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w & !1, h & !1))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -134,13 +151,182 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("omnicast-rt")
+        .build()
+        .context("starting the async runtime")?;
     let mut peer = PeerSettings::default();
     if let Some(addr) = cli.media_bind {
         peer.udp_addrs = vec![addr.to_string()];
     }
     match cli.command {
-        None => host_server(cli.bind, cli.stun_bind).await,
-        Some(Command::Broadcast {
+        None if cli.kiosk => {
+            let path = cli.config.context("--kiosk needs --config FILE")?;
+            let config = KioskConfig::load(&path)?;
+            if let Some(addr) = config.media_bind {
+                peer.udp_addrs = vec![addr.to_string()];
+            }
+            let options = AppOptions {
+                kiosk: true,
+                fullscreen: config.fullscreen,
+                settings: Some(config.settings()),
+                persist: false,
+                host_bind: (config.broadcast.bind, config.broadcast.stun_bind),
+                peer,
+                ..AppOptions::default()
+            };
+            tracing::info!(
+                "kiosk mode: {} from {}",
+                mode_name(&options),
+                path.display()
+            );
+            if cli.headless {
+                runtime.block_on(kiosk_headless(options))
+            } else {
+                gui::run(options, runtime.handle()).map_err(|e| anyhow::anyhow!("window: {e}"))
+            }
+        }
+        None => {
+            let options = AppOptions {
+                host_bind: (cli.bind, cli.stun_bind),
+                peer,
+                ..AppOptions::default()
+            };
+            gui::run(options, runtime.handle()).map_err(|e| anyhow::anyhow!("window: {e}"))
+        }
+        Some(Command::Serve) => runtime.block_on(host_server(cli.bind, cli.stun_bind)),
+        Some(command) => runtime.block_on(headless(command, cli.bind, cli.stun_bind, peer)),
+    }
+}
+
+fn mode_name(options: &AppOptions) -> &'static str {
+    match options.settings.as_ref().map(|s| s.mode) {
+        Some(Mode::Viewer) => "viewer",
+        _ => "broadcaster",
+    }
+}
+
+/// Kiosk mode with no window: the same service the window uses, its events logged.
+async fn kiosk_headless(options: AppOptions) -> anyhow::Result<()> {
+    let settings = options.settings.clone().unwrap_or_default();
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let mut service = {
+        let woken = woken.clone();
+        Service::start(&tokio::runtime::Handle::current(), move || {
+            woken.notify_one()
+        })
+    };
+    let broadcast_stats = Arc::new(BroadcastStats::default());
+    let view_stats = Arc::new(SharedStats::default());
+    match settings.mode {
+        Mode::Broadcaster => {
+            service.send(ServiceCommand::StartBroadcast(Box::new(BroadcastPlan {
+                settings: settings
+                    .broadcast(&options.peer)
+                    .map_err(anyhow::Error::msg)?,
+                stats: broadcast_stats.clone(),
+                host: settings.host_server.then_some(options.host_bind),
+            })))
+        }
+        Mode::Viewer => service.send(ServiceCommand::StartViewing(Box::new(ViewPlan {
+            settings: settings.view(&options.peer),
+            slot: Arc::new(FrameSlot::default()),
+            stats: view_stats.clone(),
+        }))),
+    }
+    let shutdown = omnicast_signal::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut status = tokio::time::interval(omnicast::kiosk::STATUS_EVERY);
+    status.tick().await;
+    // Changes are logged as they happen (checked every second), figures every STATUS_EVERY.
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut said = (None, None, None);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = check.tick() => {
+                let now = match settings.mode {
+                    Mode::Broadcaster => (
+                        Some(broadcast_stats.signal_connected.load(std::sync::atomic::Ordering::Relaxed)),
+                        Some(broadcast_stats.viewer_list.lock().iter().filter(|v| v.connected).count()),
+                        None,
+                    ),
+                    Mode::Viewer => (None, None, view_stats.snapshot().state),
+                };
+                if now != said {
+                    match now {
+                        (Some(up), Some(n), _) => tracing::info!(
+                            "broadcaster: {}, {n} viewer(s)",
+                            if up { "connected to the signal server" } else { "reconnecting to the signal server" }
+                        ),
+                        (_, _, Some(state)) => tracing::info!("viewer: {state:?}"),
+                        _ => {}
+                    }
+                    said = now;
+                }
+            }
+            () = woken.notified() => {
+                while let Some(event) = service.poll() {
+                    match event {
+                        Event::Hosting(h) => {
+                            println!("viewers: omnicast view --headless --server {}", h.local_url);
+                            println!("browsers: {}", h.viewer_links.join("  "));
+                        }
+                        Event::Problem(p) => tracing::error!("{p}"),
+                        Event::Broadcast(SessionState::Stopped) | Event::View(SessionState::Stopped) => {
+                            bail!("the session stopped by itself");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ = status.tick() => match settings.mode {
+                Mode::Broadcaster => tracing::info!(
+                    "sending {} to {} viewer(s), {} frames so far",
+                    broadcast_stats.source.lock(),
+                    broadcast_stats.viewer_list.lock().iter().filter(|v| v.connected).count(),
+                    broadcast_stats.frames_encoded.load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                Mode::Viewer => {
+                    let s = view_stats.snapshot();
+                    tracing::info!(
+                        "viewer {:?}: {}x{}, {:.1} fps, {} frames, {} lost",
+                        s.state, s.width, s.height, s.fps_decoded, s.frames_decoded, s.frames_lost
+                    );
+                }
+            },
+        }
+    }
+    service.send(ServiceCommand::StopBroadcast);
+    service.send(ServiceCommand::StopViewing);
+    // Let the sessions close their connections (a few hundred milliseconds).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            woken.notified().await;
+            while let Some(event) = service.poll() {
+                if matches!(
+                    event,
+                    Event::Broadcast(SessionState::Stopped) | Event::View(SessionState::Stopped)
+                ) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// `broadcast --headless` and `view --headless`.
+async fn headless(
+    command: Command,
+    bind: SocketAddr,
+    stun_bind: SocketAddr,
+    peer: PeerSettings,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Broadcast {
             headless,
             server,
             room,
@@ -151,16 +337,16 @@ async fn main() -> anyhow::Result<()> {
             bitrate_kbps,
             keyframe_interval,
             encode_threads,
-        }) => {
+        } => {
             if !headless {
-                bail!("only --headless is available for now");
+                bail!("broadcast: add --headless (or run `omnicast` alone for the window)");
             }
             if !(1.0..=120.0).contains(&fps) {
                 bail!("--fps {fps}: expected 1 to 120");
             }
             let hosted = match &server {
                 Some(_) => None,
-                None => Some(start_server(cli.bind, cli.stun_bind).await?),
+                None => Some(start_server(bind, stun_bind).await?),
             };
             let server_url = match (&server, &hosted) {
                 (Some(url), _) => url.clone(),
@@ -200,16 +386,16 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::View {
+        Command::View {
             headless,
             server,
             room,
             frames,
             stats_json,
             snapshot: snapshot_png,
-        }) => {
+        } => {
             if !headless {
-                bail!("only --headless is available for now");
+                bail!("view: add --headless (or run `omnicast` alone for the window)");
             }
             let slot = Arc::new(FrameSlot::default());
             let stats = Arc::new(SharedStats::default());
@@ -267,6 +453,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Serve => host_server(bind, stun_bind).await,
     }
 }
 

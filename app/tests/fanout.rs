@@ -211,6 +211,44 @@ async fn a_360_broadcast_reaches_its_viewer_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcaster_lists_its_viewers_and_previews_what_goes_out() {
+    let server = SignalServer::start(ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap();
+    let url = server.local_url();
+    let (caster, caster_stats) = broadcast(&url, "list");
+    caster_stats.want_preview.store(true, Ordering::Relaxed);
+    let viewers: Vec<_> = (0..3).map(|_| watch(&url, "list")).collect();
+    for (_, stats, _) in &viewers {
+        until_frames(stats, 10, "listed viewer").await;
+    }
+    // Within a couple of refreshes every viewer is listed as connected, with data flowing.
+    wait_until(Duration::from_secs(10), || {
+        let list = caster_stats.viewer_list.lock();
+        list.len() == 3 && list.iter().all(|v| v.connected && v.sent_kbps > 50.0)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?}", caster_stats.viewer_list.lock()));
+    assert!(caster_stats.signal_connected.load(Ordering::Relaxed));
+    assert_eq!(*caster_stats.source.lock(), "test pattern");
+    let preview = caster_stats.preview.take().expect("a preview frame");
+    assert_eq!((preview.width, preview.height), (320, 240));
+    assert_eq!(preview.rgba.len(), 320 * 240 * 4);
+    // One leaves: the list follows.
+    let mut viewers = viewers.into_iter();
+    viewers.next().unwrap().0.stop().await;
+    wait_until(Duration::from_secs(10), || {
+        caster_stats.viewer_list.lock().len() == 2
+    })
+    .await
+    .expect("the departed viewer is no longer listed");
+    for (v, _, _) in viewers {
+        v.stop().await;
+    }
+    caster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_starts_on_a_fresh_keyframe() {
     let server = SignalServer::start(ServerConfig::loopback_ephemeral())
         .await

@@ -424,6 +424,8 @@ impl Hub {
             "broadcaster" => self.on_broadcaster(sid, &args),
             "watcher" => self.on_watcher(sid, &args),
             "offer" | "answer" | "candidate" => self.on_relay(sid, event, args),
+            // A client checking that its connection still carries messages: nothing to do.
+            "keepalive" => Ok(Vec::new()),
             _ => Err((
                 Rejection::UnknownEvent,
                 format!(

@@ -74,6 +74,10 @@ async fn unknown_targets_and_events() {
     let err = caster.expect_error("unknown_event").await;
     assert_eq!(err["event"], "takeover");
     viewer.assert_quiet(QUIET).await;
+    // `keepalive` (a client probing its connection) is known: no error, nobody told.
+    caster.emit("keepalive", vec![]).await;
+    caster.assert_quiet(QUIET).await;
+    viewer.assert_quiet(QUIET).await;
     still_relays(&caster, &mut viewer, &viewer_id).await;
 }
 

@@ -5,7 +5,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startServer, waitFor, repoRoot } from "../support/server.mjs";
@@ -63,6 +63,30 @@ async function browserWatchesDesktop(size, extra = []) {
   assert.equal(codec, "video/H264");
   return page;
 }
+
+test("a browser watches a kiosk broadcaster (the app's own hosted server)", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "omnicast-kiosk-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, "omnicast.toml");
+  writeFileSync(config, [
+    'mode = "broadcaster"',
+    'media_bind = "127.0.0.1:0"',
+    "[broadcast]",
+    'source = "test-pattern"',
+    'size = "1920x960"',
+    'bind = "127.0.0.1:0"',
+    'stun_bind = "127.0.0.1:0"',
+  ].join("\n"));
+  const caster = run(["--kiosk", "--config", config, "--headless"]);
+  const url = await waitFor("kiosk's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.goto(`${url}/`);
+  const first = await waitFor("browser decoding the kiosk's stream", () => framesDecoded(page), 30_000);
+  await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
+  assert.equal(await page.evaluate(() => document.getElementById("video").videoWidth), 1920);
+});
 
 test("a browser watches the desktop broadcaster", async () => {
   await browserWatchesDesktop("640x360");

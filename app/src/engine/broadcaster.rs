@@ -8,15 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+use webrtc::peer_connection::{
+    PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
 
 use super::capture::{
     CAMERA_RETRY, CAMERA_STALL, CameraFeed, CameraSource, FeedState, OpenInput, SourceSpec,
@@ -24,6 +28,7 @@ use super::capture::{
 };
 use super::codec::{EncoderSettings, H264Encoder};
 use super::feedback::is_keyframe_request;
+use super::frame::{FrameSlot, I420, VideoFrame};
 use super::pattern::TestPattern;
 use super::peer::{self, PeerEvent, PeerSettings};
 use super::rtp::{FramePacketizer, FramePackets, H264_PAYLOAD_TYPE};
@@ -45,6 +50,16 @@ pub struct BroadcastSettings {
 /// Live figures, shared with whoever displays them.
 #[derive(Debug, Default)]
 pub struct BroadcastStats {
+    /// What goes out: the camera's name, or the test pattern and why.
+    pub source: Mutex<String>,
+    /// Connected to the signal server (and announced as the broadcaster).
+    pub signal_connected: AtomicBool,
+    /// Each viewer's connection, refreshed every second.
+    pub viewer_list: Mutex<Vec<ViewerSummary>>,
+    /// Set by a display that shows a preview: the media thread then keeps [`Self::preview`]
+    /// filled with a small RGBA copy of what goes out, up to 15 times a second.
+    pub want_preview: AtomicBool,
+    pub preview: FrameSlot,
     pub frames_encoded: AtomicU64,
     pub frames_dropped_late: AtomicU64,
     pub keyframes: AtomicU64,
@@ -54,6 +69,23 @@ pub struct BroadcastStats {
     pub viewers: AtomicU64,
     pub connected_viewers: AtomicU64,
 }
+
+/// One viewer as the broadcaster sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewerSummary {
+    /// The viewer's signalling id.
+    pub id: String,
+    /// Its peer connection is up (media flowing).
+    pub connected: bool,
+    pub connected_for_s: u64,
+    pub rtt_ms: Option<f64>,
+    /// Sent to this viewer over the last second.
+    pub sent_kbps: f64,
+}
+
+/// The preview is at most this big (it is a thumbnail of what goes out).
+const PREVIEW_MAX: (usize, usize) = (640, 640);
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
 
 /// Asked for a keyframe; honoured at most every [`KEYFRAME_MIN_INTERVAL`].
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(200);
@@ -146,25 +178,38 @@ fn media_loop(
     let mut seq = 0u32;
     let mut next = Instant::now();
     let mut late_ticks = 0u64;
-    let mut last_state = FeedState::NoCamera;
+    let mut last_state = None;
     let mut last_forced: Option<Instant> = None;
     let mut failing: Option<String> = None;
+    let mut preview = Preview::default();
     while !stop.load(Ordering::Relaxed) {
         let state = camera
             .as_ref()
             .map_or(FeedState::NoCamera, CameraFeed::state);
-        if state != last_state {
+        if last_state != Some(state) {
             match state {
                 FeedState::Stalled => tracing::warn!(
                     "the camera has sent nothing for {CAMERA_STALL:?}: sending the test pattern until it does"
                 ),
-                FeedState::Live if last_state == FeedState::Stalled => {
+                FeedState::Live if last_state == Some(FeedState::Stalled) => {
                     tracing::info!("the camera delivers again");
                 }
                 _ => {}
             }
+            *stats.source.lock() = match (&camera, state) {
+                (None, _) => "test pattern".to_owned(),
+                (Some(feed), FeedState::Live) => {
+                    format!("camera {}", feed.camera_name().unwrap_or_default())
+                }
+                (Some(_), FeedState::NoCamera) => {
+                    "test pattern: no camera works (retrying every 5 s)".to_owned()
+                }
+                (Some(_), FeedState::Stalled) => {
+                    "test pattern: the camera sends nothing".to_owned()
+                }
+            };
             // The pattern's clock starts afresh; missed ticks were not its fault.
-            (last_state, next) = (state, Instant::now());
+            (last_state, next) = (Some(state), Instant::now());
         }
         let live = state == FeedState::Live;
         let from_camera = match &camera {
@@ -204,6 +249,9 @@ fn media_loop(
             keyframe.store(false, Ordering::Relaxed);
             last_forced = Some(Instant::now());
             encoder.request_keyframe();
+        }
+        if stats.want_preview.load(Ordering::Relaxed) {
+            preview.offer(frame, &stats.preview);
         }
         let started = Instant::now();
         let result = encoder.encode(frame, &mut bits);
@@ -250,8 +298,41 @@ fn media_loop(
     }
 }
 
+/// Small RGBA copies of outgoing frames for a local preview, at most every
+/// [`PREVIEW_INTERVAL`], reusing the buffer of a copy nobody took.
+#[derive(Default)]
+struct Preview {
+    last: Option<Instant>,
+    spare: Vec<u8>,
+    index: u64,
+}
+
+impl Preview {
+    fn offer(&mut self, frame: &I420, slot: &FrameSlot) {
+        if self.last.is_some_and(|t| t.elapsed() < PREVIEW_INTERVAL) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let mut rgba = std::mem::take(&mut self.spare);
+        let (width, height) = frame.to_rgba_within(PREVIEW_MAX.0, PREVIEW_MAX.1, &mut rgba);
+        self.index += 1;
+        let replaced = slot.put(VideoFrame {
+            width,
+            height,
+            rgba,
+            stamp: None,
+            index: self.index,
+        });
+        self.spare = slot.reuse(replaced).map(|f| f.rgba).unwrap_or_default();
+    }
+}
+
 struct Viewer {
     pc: Arc<dyn PeerConnection>,
+    /// When its connection came up.
+    connected_at: Option<Instant>,
+    /// Bytes sent to it at the last stats refresh.
+    bytes_sent: u64,
     /// When the offer went out, until its answer arrives.
     offered: Option<Instant>,
     connected: watch::Sender<bool>,
@@ -381,12 +462,19 @@ async fn signalling(
     let (peer_tx, mut peer_rx) = mpsc::channel::<(String, PeerEvent)>(256);
     let mut viewers: HashMap<String, Viewer> = HashMap::new();
     let mut peer_settings = settings.peer.clone();
+    let mut result = Ok(());
+    let mut refresh = tokio::time::interval(VIEWER_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = refresh.tick() => refresh_viewers(&mut viewers, stats).await,
             Some(event) = sig_rx.recv() => match event {
-                SignalEvent::Connected => signal.send("broadcaster", vec![]).await,
+                SignalEvent::Connected => {
+                    stats.signal_connected.store(true, Ordering::Relaxed);
+                    signal.send("broadcaster", vec![]).await;
+                }
                 SignalEvent::Watcher(id) => {
                     // A viewer asks on connect and again when it hears `broadcaster`; answer
                     // the first request only, or its answer would land on the second offer.
@@ -444,6 +532,11 @@ async fn signalling(
                 SignalEvent::BroadcasterLeft => signal.send("broadcaster", vec![]).await,
                 SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
                 SignalEvent::IceServers(servers) => peer_settings.ice_servers = servers,
+                SignalEvent::Disconnected => stats.signal_connected.store(false, Ordering::Relaxed),
+                SignalEvent::Lost => {
+                    result = Err(signal.lost().into());
+                    break;
+                }
                 SignalEvent::Offer(..) | SignalEvent::Broadcaster | SignalEvent::NoBroadcaster => {}
             },
             Some((id, event)) = peer_rx.recv() => match event {
@@ -456,8 +549,9 @@ async fn signalling(
                     tracing::debug!(viewer = %id, "connection {state}");
                     match state {
                         RTCPeerConnectionState::Connected => {
-                            if let Some(v) = viewers.get(&id) {
+                            if let Some(v) = viewers.get_mut(&id) {
                                 let _ = v.connected.send(true);
+                                v.connected_at.get_or_insert_with(Instant::now);
                             }
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -479,11 +573,47 @@ async fn signalling(
             .store(connected as u64, Ordering::Relaxed);
     }
     stats.connected_viewers.store(0, Ordering::Relaxed);
+    stats.signal_connected.store(false, Ordering::Relaxed);
+    stats.viewer_list.lock().clear();
     for (_, v) in viewers.drain() {
         v.close().await;
     }
     signal.disconnect().await;
-    Ok(())
+    result
+}
+
+/// How often each viewer's figures are refreshed.
+const VIEWER_REFRESH: Duration = Duration::from_secs(1);
+
+/// Refreshes [`BroadcastStats::viewer_list`] from each connection's statistics.
+async fn refresh_viewers(viewers: &mut HashMap<String, Viewer>, stats: &BroadcastStats) {
+    let mut list = Vec::with_capacity(viewers.len());
+    for (id, v) in viewers.iter_mut() {
+        let (mut rtt_ms, mut sent_kbps) = (None, 0.0);
+        if v.connected_at.is_some() {
+            let report = v.pc.get_stats(Instant::now(), StatsSelector::None).await;
+            let pair = report.iter().find_map(|e| match e {
+                RTCStatsReportEntry::IceCandidatePair(p) if p.bytes_sent > 0 => Some(p),
+                _ => None,
+            });
+            if let Some(p) = pair {
+                rtt_ms =
+                    (p.current_round_trip_time > 0.0).then_some(p.current_round_trip_time * 1e3);
+                let sent = p.bytes_sent.saturating_sub(v.bytes_sent);
+                sent_kbps = sent as f64 * 8.0 / 1000.0 / VIEWER_REFRESH.as_secs_f64();
+                v.bytes_sent = p.bytes_sent;
+            }
+        }
+        list.push(ViewerSummary {
+            id: id.clone(),
+            connected: v.connected_at.is_some(),
+            connected_for_s: v.connected_at.map_or(0, |t| t.elapsed().as_secs()),
+            rtt_ms,
+            sent_kbps,
+        });
+    }
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    *stats.viewer_list.lock() = list;
 }
 
 async fn add_viewer(
@@ -551,6 +681,8 @@ async fn add_viewer(
     ));
     Ok(Viewer {
         pc,
+        connected_at: None,
+        bytes_sent: 0,
         offered: Some(Instant::now()),
         connected,
         forward,

@@ -215,10 +215,10 @@ pub struct CameraFeed {
 
 struct FeedShared {
     latest: LatestSlot<CameraFrame>,
-    /// A buffer the encoder is done with, for the next conversion.
-    spare: Mutex<Option<I420>>,
     /// A camera is open and has delivered.
     open: AtomicBool,
+    /// The open camera's name.
+    name: Mutex<Option<String>>,
     /// When it last delivered, in µs after `epoch`.
     last_frame_us: AtomicU64,
     epoch: Instant,
@@ -231,8 +231,8 @@ impl CameraFeed {
     pub fn start(open: OpenInput, retry: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(FeedShared {
             latest: LatestSlot::default(),
-            spare: Mutex::new(None),
             open: AtomicBool::new(false),
+            name: Mutex::new(None),
             last_frame_us: AtomicU64::new(0),
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
@@ -268,6 +268,11 @@ impl CameraFeed {
         }
     }
 
+    /// The name of the camera open now, if any.
+    pub fn camera_name(&self) -> Option<String> {
+        self.shared.name.lock().clone()
+    }
+
     /// Is a camera delivering?
     pub fn is_live(&self) -> bool {
         self.state() == FeedState::Live
@@ -280,7 +285,10 @@ impl CameraFeed {
 
     /// Gives a frame's buffer back for the next conversion.
     pub fn recycle(&self, image: I420) {
-        self.shared.spare.lock().get_or_insert(image);
+        self.shared.latest.recycle(CameraFrame {
+            image,
+            captured: Instant::now(),
+        });
     }
 
     /// Frames the camera delivered that were replaced by newer ones before being taken.
@@ -333,10 +341,12 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
             tracing::info!("broadcasting camera {}", input.name());
         }
         (ever_opened, said) = (true, false);
+        *shared.name.lock() = Some(input.name().to_owned());
         let mut bad_in_a_row = 0;
+        let mut reuse = None;
         while !stopped() {
-            let reuse = shared.spare.lock().take();
-            match input.read(reuse) {
+            let buffer = shared.latest.reuse(reuse.take()).map(|f| f.image);
+            match input.read(buffer) {
                 Err(e @ CaptureError::BadFrame(..)) if bad_in_a_row < MAX_BAD_FRAMES => {
                     tracing::debug!("{e}; skipped");
                     bad_in_a_row += 1;
@@ -346,9 +356,9 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
                     let at = shared.epoch.elapsed().as_micros() as u64;
                     shared.last_frame_us.store(at, Ordering::Relaxed);
                     shared.open.store(true, Ordering::Relaxed);
-                    if let Some(old) = shared.latest.put(frame) {
+                    reuse = shared.latest.put(frame);
+                    if reuse.is_some() {
                         shared.overwritten.fetch_add(1, Ordering::Relaxed);
-                        *shared.spare.lock() = Some(old.image);
                     }
                 }
                 Err(e) => {
@@ -361,6 +371,7 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
             }
         }
         shared.open.store(false, Ordering::Relaxed);
+        *shared.name.lock() = None;
         drop(shared.latest.take());
         drop(input);
         sleep_unless(retry, stopped);

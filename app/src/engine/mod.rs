@@ -10,6 +10,7 @@ pub mod frame;
 pub mod pattern;
 pub mod peer;
 pub mod rtp;
+pub mod session;
 pub mod signal;
 pub mod slot;
 pub mod stamp;

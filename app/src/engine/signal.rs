@@ -34,6 +34,11 @@ pub enum SignalEvent {
     Error(String),
     /// The STUN/TURN servers the signal server wants peers to use.
     IceServers(Vec<super::peer::IceServerSpec>),
+    /// The connection stopped carrying messages; rust_socketio is reconnecting (a `Connected`
+    /// follows when it succeeds).
+    Disconnected,
+    /// Down for [`GIVE_UP`]: this client will not come back; start a new one.
+    Lost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +52,8 @@ pub enum SignalError {
     Timeout { url: String, secs: u64 },
     #[error("peer connection: {0}")]
     Peer(String),
+    #[error("lost the signal server at {url}: no connection for {secs} s")]
+    Lost { url: String, secs: u64 },
     #[error("sending '{event}' to the signal server failed: {source}")]
     Emit {
         event: &'static str,
@@ -55,9 +62,22 @@ pub enum SignalError {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the connection is probed (a `keepalive` event, which servers ignore).
+const KEEPALIVE: Duration = Duration::from_secs(5);
+/// A connection down this long is given up on. rust_socketio's own reconnecting stops after a
+/// while; a session that gets [`SignalEvent::Lost`] starts over with a new client.
+pub const GIVE_UP: Duration = Duration::from_secs(60);
 
 pub struct SignalClient {
     client: Client,
+    url: String,
+    watchdog: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignalClient {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+    }
 }
 
 fn id_arg(args: &[Value]) -> Option<String> {
@@ -117,6 +137,7 @@ impl SignalClient {
         events: mpsc::Sender<SignalEvent>,
     ) -> Result<Self, SignalError> {
         let (opened_tx, mut opened) = mpsc::channel::<()>(1);
+        let events_for_watchdog = events.clone();
         let on_any = {
             let events = events.clone();
             move |event: Event, payload: Payload, _: Client| {
@@ -169,13 +190,31 @@ impl SignalClient {
                 source,
             })?;
         // Emits before the `open` callback are lost.
-        tokio::time::timeout(CONNECT_TIMEOUT, opened.recv())
+        if tokio::time::timeout(CONNECT_TIMEOUT, opened.recv())
             .await
-            .map_err(|_| SignalError::Timeout {
+            .is_err()
+        {
+            // Stop its reconnecting too, or it would go on in the background.
+            let _ = client.disconnect().await;
+            return Err(SignalError::Timeout {
                 url: url.to_owned(),
                 secs: CONNECT_TIMEOUT.as_secs(),
-            })?;
-        Ok(Self { client })
+            });
+        }
+        let watchdog = tokio::spawn(watchdog(client.clone(), events_for_watchdog));
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            watchdog,
+        })
+    }
+
+    /// The error a session ends with after [`SignalEvent::Lost`].
+    pub fn lost(&self) -> SignalError {
+        SignalError::Lost {
+            url: self.url.clone(),
+            secs: GIVE_UP.as_secs(),
+        }
     }
 
     pub async fn emit(&self, event: &'static str, args: Vec<Value>) -> Result<(), SignalError> {
@@ -194,7 +233,31 @@ impl SignalClient {
     }
 
     pub async fn disconnect(&self) {
+        self.watchdog.abort();
         let _ = self.client.disconnect().await;
+    }
+}
+
+/// Probes the connection every [`KEEPALIVE`]: an emit fails while it is down. Says
+/// `Disconnected` when it goes down and `Lost` (then stops) after [`GIVE_UP`] without it.
+async fn watchdog(client: Client, events: mpsc::Sender<SignalEvent>) {
+    let mut down_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        match client.emit("keepalive", Payload::Text(Vec::new())).await {
+            Ok(()) => down_since = None,
+            Err(e) => {
+                let since = *down_since.get_or_insert_with(|| {
+                    tracing::warn!("the signal server is unreachable ({e}); reconnecting");
+                    let _ = events.try_send(SignalEvent::Disconnected);
+                    std::time::Instant::now()
+                });
+                if since.elapsed() >= GIVE_UP {
+                    let _ = events.send(SignalEvent::Lost).await;
+                    return;
+                }
+            }
+        }
     }
 }
 

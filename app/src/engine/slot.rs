@@ -1,6 +1,7 @@
 //! A one-item hand-over between threads that keeps only the newest item: a producer that is
 //! faster than its consumer overwrites, it never queues. Used for camera frames on their way to
-//! the encoder and for decoded pictures on their way to the screen.
+//! the encoder and for decoded pictures on their way to the screen. Items carry big buffers, so
+//! the consumer can hand one back for the producer to fill next instead of allocating.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,16 @@ pub struct LatestSlot<T> {
     latest: Mutex<Option<T>>,
     fresh: Condvar,
     waker: Mutex<Option<Waker>>,
+    /// One item the consumer is done with, for the producer to reuse.
+    spare: Mutex<Option<T>>,
+}
+
+impl<T> std::fmt::Debug for LatestSlot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatestSlot")
+            .field("full", &self.latest.lock().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Default for LatestSlot<T> {
@@ -20,6 +31,7 @@ impl<T> Default for LatestSlot<T> {
             latest: Mutex::new(None),
             fresh: Condvar::new(),
             waker: Mutex::new(None),
+            spare: Mutex::new(None),
         }
     }
 }
@@ -30,8 +42,8 @@ impl<T> LatestSlot<T> {
         *self.waker.lock() = Some(Box::new(wake));
     }
 
-    /// Stores `item` and wakes the consumer. Returns the item it replaced (one nobody took), so
-    /// the producer can reuse its buffers instead of allocating.
+    /// Stores `item` and wakes the consumer. Returns the item it replaced (one nobody took),
+    /// for the producer to reuse.
     pub fn put(&self, item: T) -> Option<T> {
         let replaced = self.latest.lock().replace(item);
         self.fresh.notify_one();
@@ -39,6 +51,21 @@ impl<T> LatestSlot<T> {
             wake();
         }
         replaced
+    }
+
+    /// The item to fill next: the one `put` replaced if any, else one handed back.
+    pub fn reuse(&self, replaced: Option<T>) -> Option<T> {
+        replaced.or_else(|| self.take_spare())
+    }
+
+    /// Hands an item the consumer is done with back to the producer (keeps one).
+    pub fn recycle(&self, item: T) {
+        self.spare.lock().get_or_insert(item);
+    }
+
+    /// An item to fill, if the consumer handed one back (before the first `put`).
+    pub fn take_spare(&self) -> Option<T> {
+        self.spare.lock().take()
     }
 
     /// The newest item, if one arrived since the last take.
@@ -86,6 +113,12 @@ mod tests {
         assert_eq!(slot.take(), Some(2));
         assert_eq!(slot.take(), None);
         assert_eq!(wakes.load(Ordering::Relaxed), 2);
+        // What the consumer hands back is what the producer fills next.
+        slot.recycle(2);
+        assert_eq!(slot.put(3), None);
+        assert_eq!(slot.reuse(None), Some(2));
+        assert_eq!(slot.reuse(slot.put(4)), Some(3));
+        assert_eq!(slot.take_spare(), None);
     }
 
     #[test]

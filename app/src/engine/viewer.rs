@@ -16,11 +16,11 @@ use webrtc::peer_connection::{
 };
 
 use super::codec::H264Decoder;
+pub use super::frame::{FrameSlot, VideoFrame};
 use super::peer::{self, PeerEvent, PeerSettings};
 use super::rtp::FrameAssembler;
 use super::signal::{SignalClient, SignalEvent};
-use super::slot::LatestSlot;
-use super::stamp::{self, Stamp};
+use super::stamp;
 
 #[derive(Debug, Clone)]
 pub struct ViewSettings {
@@ -32,17 +32,6 @@ pub struct ViewSettings {
     pub decode: bool,
 }
 
-/// A decoded picture.
-#[derive(Clone)]
-pub struct VideoFrame {
-    pub width: usize,
-    pub height: usize,
-    pub rgba: Vec<u8>,
-    pub stamp: Option<Stamp>,
-    /// Counts decoded frames since the viewer started.
-    pub index: u64,
-}
-
 /// What the viewer is doing, for status displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,10 +41,9 @@ pub enum ViewState {
     Negotiating,
     Live,
     BroadcasterLeft,
+    /// The viewer failed (the signal server unreachable, say) and will try again.
+    Reconnecting,
 }
-
-/// The newest decoded frame only, plus who to wake when it changes.
-pub type FrameSlot = LatestSlot<VideoFrame>;
 
 /// Receive-side figures.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -119,6 +107,11 @@ impl SharedStats {
             s.decode_ms_avg = s.decode_us_total as f64 / s.frames_decoded as f64 / 1000.0;
         }
         s
+    }
+
+    /// Says what the viewer is doing (its supervisor says when it is reconnecting).
+    pub fn set_state(&self, state: ViewState) {
+        self.update(|s| s.state = Some(state));
     }
 
     fn update(&self, f: impl FnOnce(&mut ViewerStats)) {
@@ -226,17 +219,16 @@ fn decode_loop(
                             Some((Instant::now(), s.frames_received, s.bytes_received));
                     }
                     // Hand the pixels over without copying; decode the next frame into the
-                    // buffer of the one it replaces, if nobody took that.
-                    rgba = slot
-                        .put(VideoFrame {
-                            width: d.width,
-                            height: d.height,
-                            rgba: std::mem::take(&mut rgba),
-                            stamp: d.stamp,
-                            index,
-                        })
-                        .map(|replaced| replaced.rgba)
-                        .unwrap_or_default();
+                    // buffer of the one it replaces if nobody took that, else into one the
+                    // display handed back.
+                    let replaced = slot.put(VideoFrame {
+                        width: d.width,
+                        height: d.height,
+                        rgba: std::mem::take(&mut rgba),
+                        stamp: d.stamp,
+                        index,
+                    });
+                    rgba = slot.reuse(replaced).map(|f| f.rgba).unwrap_or_default();
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -368,6 +360,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
     let mut peer_settings = settings.peer.clone();
+    let mut result = Ok(());
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -394,6 +387,12 @@ pub async fn run(
                 SignalEvent::Broadcaster => {
                     close(&mut pc);
                     signal.send("watcher", vec![]).await;
+                }
+                // The picture keeps coming peer to peer; the signalling reconnects by itself.
+                SignalEvent::Disconnected => {}
+                SignalEvent::Lost => {
+                    result = Err(signal.lost());
+                    break;
                 }
                 SignalEvent::NoBroadcaster => {
                     stats.update(|s| s.state = Some(ViewState::WaitingForBroadcaster));
@@ -452,6 +451,9 @@ pub async fn run(
                     tracing::debug!("connection {state}");
                     if state == RTCPeerConnectionState::Connected {
                         mark(&stats, "4b connected (DTLS)", started);
+                        if let Some((id, _)) = &pc {
+                            tracing::info!("connected to the broadcaster ({id})");
+                        }
                     }
                     if state == RTCPeerConnectionState::Failed && pc.is_some() {
                         // Ask again: the broadcaster offers a fresh connection.
@@ -468,7 +470,7 @@ pub async fn run(
     }
     close(&mut pc);
     signal.disconnect().await;
-    Ok(())
+    result
 }
 
 async fn answer(

@@ -1,0 +1,396 @@
+//! Kiosk mode, for robots: `omnicast --kiosk --config omnicast.toml` starts the configured mode
+//! at once and keeps it going unattended (full screen, or with `--headless` no window at all),
+//! reconnecting for ever. The configuration is checked whole before anything starts; a mistake
+//! gets a message naming the field, its line and the problem.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::capture::SourceSpec;
+use crate::engine::codec;
+use crate::settings::{Mode, Settings};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KioskConfig {
+    /// `broadcaster` or `viewer`.
+    pub mode: KioskMode,
+    /// Full screen (else an ordinary window); ignored with `--headless`.
+    pub fullscreen: bool,
+    pub broadcast: BroadcastSection,
+    pub server: ServerSection,
+    pub view: ViewSection,
+    /// Local address for WebRTC media; default every interface and loopback.
+    pub media_bind: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KioskMode {
+    #[default]
+    Broadcaster,
+    Viewer,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcastSection {
+    pub source: Checked<SourceSpec>,
+    pub size: Checked<Size>,
+    pub fps: Checked<Fps>,
+    pub bitrate_kbps: Checked<Bitrate>,
+    /// Host the signal server here (else use `server.url`).
+    pub host_server: bool,
+    pub bind: SocketAddr,
+    pub stun_bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub url: Checked<ServerUrl>,
+    pub room: String,
+    /// Broadcaster key; `OMNICAST_KEY` in the environment is used when this is empty.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewSection {
+    pub sphere: bool,
+    pub overlay: bool,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        Self {
+            mode: KioskMode::Broadcaster,
+            fullscreen: true,
+            broadcast: BroadcastSection::default(),
+            server: ServerSection::default(),
+            view: ViewSection::default(),
+            media_bind: None,
+        }
+    }
+}
+
+impl Default for BroadcastSection {
+    fn default() -> Self {
+        use omnicast_signal::config::{DEFAULT_HTTP_PORT, DEFAULT_STUN_PORT};
+        Self {
+            source: Checked(SourceSpec::Camera(
+                crate::engine::capture::CameraSelector::First,
+            )),
+            size: Checked(Size(1280, 720)),
+            fps: Checked(Fps(30.0)),
+            bitrate_kbps: Checked(Bitrate(2_000)),
+            host_server: true,
+            bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)),
+            stun_bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            url: Checked(ServerUrl("http://127.0.0.1:4000".to_owned())),
+            room: String::new(),
+            key: String::new(),
+        }
+    }
+}
+
+/// A value given as a string and checked by its `FromStr`, whose message says what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Checked<T>
+where
+    T: FromStr<Err = String>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = String;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_owned())
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+        }
+        let text = d.deserialize_any(Text)?;
+        text.parse().map(Checked).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u32, pub u32);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (w, h) = s
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT, e.g. \"1920x960\""))?;
+        let (w, h): (u32, u32) = (
+            w.trim().parse().map_err(|_| format!("{s:?}: bad width"))?,
+            h.trim().parse().map_err(|_| format!("{s:?}: bad height"))?,
+        );
+        if w < 16 || h < 16 || !codec::size_supported(w as usize, h as usize) {
+            return Err(format!(
+                "{s:?}: from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows"
+            ));
+        }
+        Ok(Self(w & !1, h & !1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fps(pub f32);
+
+impl FromStr for Fps {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fps: f32 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
+        if !(1.0..=60.0).contains(&fps) {
+            return Err(format!("{fps}: expected 1 to 60 frames per second"));
+        }
+        Ok(Self(fps))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitrate(pub u32);
+
+impl FromStr for Bitrate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let kbps: f64 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
+        if !(100.0..=50_000.0).contains(&kbps) || kbps.fract() != 0.0 {
+            return Err(format!(
+                "{s}: expected a whole number of kbit/s, 100 to 50000"
+            ));
+        }
+        Ok(Self(kbps as u32))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(pub String);
+
+impl FromStr for ServerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+            .ok_or_else(|| format!("{s:?}: expected an http:// or https:// URL"))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("{s:?}: the URL has no host"));
+        }
+        Ok(Self(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+/// A configuration that does not hold, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {field}{message} (line {line})")]
+    Invalid {
+        path: String,
+        /// `broadcast.size: ` and the like; empty for problems with the file as a whole.
+        field: String,
+        message: String,
+        line: usize,
+    },
+}
+
+impl KioskConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a configuration; `path` names it in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let invalid = |field: String, e: &toml::de::Error| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].lines().count().max(1)
+            });
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                field,
+                message: e.message().trim().to_owned(),
+                line,
+            }
+        };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| invalid(String::new(), &e))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." {
+                String::new()
+            } else {
+                format!("{field}: ")
+            };
+            invalid(field, e.inner())
+        })
+    }
+
+    /// The app's settings for this configuration.
+    pub fn settings(&self) -> Settings {
+        let b = &self.broadcast;
+        let key = if self.server.key.is_empty() {
+            std::env::var("OMNICAST_KEY").unwrap_or_default()
+        } else {
+            self.server.key.clone()
+        };
+        Settings {
+            mode: match self.mode {
+                KioskMode::Broadcaster => Mode::Broadcaster,
+                KioskMode::Viewer => Mode::Viewer,
+            },
+            source: b.source.0.to_string(),
+            width: b.size.0.0,
+            height: b.size.0.1,
+            fps: b.fps.0.0,
+            bitrate_kbps: b.bitrate_kbps.0.0,
+            host_server: b.host_server,
+            server_url: self.server.url.0.0.clone(),
+            room: self.server.room.clone(),
+            key,
+            sphere: self.view.sphere,
+            overlay: self.view.overlay,
+        }
+    }
+}
+
+/// How often headless kiosk mode logs what it is doing.
+pub const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid_and_means_what_it_says() {
+        let text = include_str!("../../assets/omnicast.example.toml");
+        let c = KioskConfig::parse(text, "omnicast.example.toml").unwrap();
+        assert_eq!(c.mode, KioskMode::Broadcaster);
+        let s = c.settings();
+        assert_eq!((s.width, s.height), (1920, 960));
+        assert!(s.host_server);
+        assert_eq!(s.source, "camera");
+    }
+
+    #[test]
+    fn an_empty_config_broadcasts_the_first_camera_hosting_the_server() {
+        let c = KioskConfig::parse("", "x.toml").unwrap();
+        assert_eq!(c, KioskConfig::default());
+        assert!(c.fullscreen && c.broadcast.host_server);
+    }
+
+    #[test]
+    fn mistakes_name_the_field_its_line_and_the_problem() {
+        let cases = [
+            ("mode = \"viewr\"", "mode: ", "unknown variant `viewr`", 1),
+            (
+                "[broadcast]\nsize = \"12by7\"",
+                "broadcast.size: ",
+                "expected WIDTHxHEIGHT",
+                2,
+            ),
+            (
+                "[broadcast]\n\nsize = \"7680x3840\"",
+                "broadcast.size: ",
+                "up to 3840x2160",
+                3,
+            ),
+            ("[broadcast]\nfps = 500", "broadcast.fps: ", "1 to 60", 2),
+            (
+                "[broadcast]\nsource = \"webcam\"",
+                "broadcast.source: ",
+                "unknown source",
+                2,
+            ),
+            (
+                "[server]\nurl = \"robot:4000\"",
+                "server.url: ",
+                "http:// or https://",
+                2,
+            ),
+            (
+                "[broadcast]\nbind = \"nowhere\"",
+                "broadcast.bind: ",
+                "invalid socket address",
+                2,
+            ),
+            (
+                "[view]\nsphere = \"yes\"",
+                "view.sphere: ",
+                "invalid type",
+                2,
+            ),
+            (
+                "[broadcast]\nfps = true",
+                "broadcast.fps: ",
+                "a string or a number",
+                2,
+            ),
+            ("colour = \"red\"", "colour: ", "unknown field `colour`", 1),
+            ("[broadcast\nfps = 30", "", "", 1),
+        ];
+        for (text, field, says, line) in cases {
+            let err = KioskConfig::parse(text, "robot.toml").unwrap_err();
+            let ConfigError::Invalid {
+                field: f,
+                message,
+                line: l,
+                ..
+            } = &err
+            else {
+                panic!("{err}");
+            };
+            assert_eq!(f, field, "{text:?}: {err}");
+            assert!(message.contains(says), "{text:?}: {err}");
+            assert_eq!(*l, line, "{text:?}: {err}");
+            assert!(err.to_string().starts_with("robot.toml: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_says_which() {
+        let err = KioskConfig::load(Path::new("/nonexistent/omnicast.toml")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/omnicast.toml"),
+            "{err}"
+        );
+    }
+}

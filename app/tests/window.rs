@@ -1,0 +1,256 @@
+//! The real `omnicast` binary in a real window under Xvfb (wgpu on lavapipe), in both modes:
+//! a kiosk broadcaster window, then viewer windows (flat and 360°) watching it. Screenshots of
+//! the X screen, taken a moment apart, must show moving video. The screenshots are kept in
+//! `target/screenshots/` (the README's come from there). Network traffic stays on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use x11rb::connection::Connection as _;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+
+/// An X server of our own on a free display, stopped when dropped.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Self {
+        let n = (90..190)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display number");
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb runs (apt install xvfb; scripts/setup-debian.sh installs it)");
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let until = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&socket).exists() {
+            assert!(Instant::now() < until, "Xvfb {display} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, display }
+    }
+
+    /// The whole screen as RGB.
+    fn screenshot(&self) -> image::RgbImage {
+        let (conn, screen) = x11rb::connect(Some(&self.display)).expect("connect to Xvfb");
+        let root = &conn.setup().roots[screen];
+        let (w, h) = (root.width_in_pixels, root.height_in_pixels);
+        let reply = conn
+            .get_image(ImageFormat::Z_PIXMAP, root.root, 0, 0, w, h, !0)
+            .unwrap()
+            .reply()
+            .expect("screen image");
+        // 24-bit depth comes as 32 bits a pixel, blue first.
+        let rgb = reply
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect();
+        image::RgbImage::from_raw(u32::from(w), u32::from(h), rgb).expect("whole image")
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The app in a window, its log lines on a channel; killed when dropped.
+struct App {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl App {
+    fn kiosk(display: &str, config: &str, home: &Path) -> Self {
+        let config_path = home.join("omnicast.toml");
+        std::fs::create_dir_all(home).unwrap();
+        std::fs::write(&config_path, config).unwrap();
+        let runtime_dir = home.join("xdg");
+        std::fs::create_dir_all(&runtime_dir).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+            .arg("--kiosk")
+            .arg("--config")
+            .arg(&config_path)
+            .env("DISPLAY", display)
+            .env("HOME", home)
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("omnicast starts");
+        let (tx, lines) = mpsc::sync_channel(1024);
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("app-log".into())
+                .spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let _ = tx.try_send(line);
+                    }
+                })
+                .unwrap();
+        }
+        Self { child, lines }
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        let until = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "no line with {needle:?} within {within:?}; got:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Share of pixels in `region` (x0, y0, x1, y1) that changed by more than a little.
+fn changed(
+    a: &image::RgbImage,
+    b: &image::RgbImage,
+    (x0, y0, x1, y1): (u32, u32, u32, u32),
+) -> f64 {
+    let mut n = 0u64;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            n += u64::from(p.iter().zip(q).any(|(u, v)| u.abs_diff(v) > 24));
+        }
+    }
+    n as f64 / f64::from((x1 - x0) * (y1 - y0))
+}
+
+/// Distinct colours (coarsely) in `region`: a picture has many, an empty window few.
+fn colours(img: &image::RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32)) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for y in (y0..y1).step_by(4) {
+        for x in (x0..x1).step_by(4) {
+            let p = img.get_pixel(x, y).0;
+            seen.insert([p[0] >> 4, p[1] >> 4, p[2] >> 4]);
+        }
+    }
+    seen.len()
+}
+
+/// Takes screenshots until two a moment apart show moving video in `region`; saves the last
+/// one as `name`.
+fn moving_video_on_screen(x: &Xvfb, region: (u32, u32, u32, u32), name: &str) -> f64 {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut last = x.screenshot();
+    loop {
+        std::thread::sleep(Duration::from_millis(400));
+        let now = x.screenshot();
+        let moved = changed(&last, &now, region);
+        if moved > 0.01 && colours(&now, region) >= 6 {
+            now.save(screenshot_dir().join(name)).unwrap();
+            return moved;
+        }
+        if Instant::now() > until {
+            now.save(screenshot_dir().join(name)).unwrap();
+            panic!("{name}: no moving video after 60 s ({:.3} changed)", moved);
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
+    let home = std::env::temp_dir().join(format!("omnicast-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+
+    let screen = Xvfb::start();
+    let caster = App::kiosk(
+        &screen.display,
+        r#"
+            mode = "broadcaster"
+            media_bind = "127.0.0.1:0"
+            [broadcast]
+            source = "test-pattern"
+            size = "1920x960"
+            bind = "127.0.0.1:0"
+            stun_bind = "127.0.0.1:0"
+        "#,
+        &home.join("caster"),
+    );
+    let line = caster.wait_for_line("viewers use --server", Duration::from_secs(60));
+    let url = line
+        .split("--server ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .expect("a server URL")
+        .to_owned();
+    // The broadcaster's window: its preview moves.
+    let moved = moving_video_on_screen(&screen, (300, 150, 1200, 650), "broadcaster.png");
+    eprintln!(
+        "broadcaster window: {:.1} % of the preview changed",
+        moved * 100.0
+    );
+
+    for (name, sphere) in [("viewer.png", false), ("viewer-360.png", true)] {
+        let screen = Xvfb::start();
+        let _viewer = App::kiosk(
+            &screen.display,
+            &format!(
+                r#"
+                    mode = "viewer"
+                    media_bind = "127.0.0.1:0"
+                    [server]
+                    url = "{url}"
+                    [view]
+                    sphere = {sphere}
+                    overlay = {overlay}
+                "#,
+                overlay = !sphere,
+            ),
+            &home.join(name),
+        );
+        let moved = moving_video_on_screen(&screen, (0, 100, 1280, 760), name);
+        eprintln!("{name}: {:.1} % of the picture changed", moved * 100.0);
+    }
+    drop(caster);
+    let _ = std::fs::remove_dir_all(&home);
+}
