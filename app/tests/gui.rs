@@ -116,8 +116,12 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
         viewer.step();
         std::thread::sleep(Duration::from_millis(15));
     }
-    eprintln!("30 frames shown {:?} after Connect", started.elapsed());
     let stats = viewer.state().viewer_stats().unwrap().snapshot();
+    eprintln!(
+        "first frame {} ms after Connect, 30 frames on screen after {:?}",
+        stats.first_frame_ms.unwrap_or_default(),
+        started.elapsed()
+    );
     assert_eq!((stats.width, stats.height), (640, 360));
     assert!(stats.frames_with_stamp >= 30, "{stats:?}");
     assert_eq!(stats.frames_lost, 0, "{stats:?}");
@@ -174,9 +178,21 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
 
     // The broadcaster lists its viewer.
     step_until(&mut caster, "viewer listed", Duration::from_secs(10), |a| {
-        a.broadcast_stats()
-            .is_some_and(|s| s.viewer_list.lock().iter().any(|v| v.connected))
+        a.broadcast_stats().is_some_and(|s| {
+            s.viewer_list
+                .lock()
+                .iter()
+                .any(|v| v.connected && v.sent_kbps > 0.0)
+        })
     });
+    // The broadcaster screen as it looks now (the README's picture of it).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    caster
+        .render()
+        .unwrap()
+        .save(dir.join("broadcaster-screen.png"))
+        .unwrap();
 
     // Disconnect, and stopping the broadcast ends it.
     viewer.get_by_label("Disconnect").click();
