@@ -15,8 +15,8 @@ use crate::engine::session::SessionState;
 use crate::engine::viewer::{SharedStats, ViewState, ViewerStats};
 use crate::service::{Command, ViewPlan};
 
-/// Degrees an arrow key turns the 360° view.
-const KEY_TURN_DEG: f32 = 5.0;
+/// How fast a held arrow key turns the 360° view, degrees a second.
+const KEY_TURN_DEG_PER_S: f32 = 90.0;
 
 impl OmnicastApp {
     pub(super) fn start_viewing(&mut self) {
@@ -170,9 +170,10 @@ impl OmnicastApp {
         if response.dragged() {
             self.sphere.drag(response.drag_delta(), area.height());
         }
-        let (scroll, keys) = ui.input(|i| {
+        let (scroll, dt, keys) = ui.input(|i| {
             (
                 i.smooth_scroll_delta.y,
+                i.stable_dt.min(0.1),
                 [
                     i.key_down(egui::Key::ArrowLeft),
                     i.key_down(egui::Key::ArrowRight),
@@ -186,8 +187,8 @@ impl OmnicastApp {
         }
         let [left, right, up, down] = keys.map(f32::from);
         if left + right + up + down > 0.0 {
-            self.sphere
-                .turn((right - left) * KEY_TURN_DEG, (up - down) * KEY_TURN_DEG);
+            let step = KEY_TURN_DEG_PER_S * dt;
+            self.sphere.turn((right - left) * step, (up - down) * step);
             ui.ctx().request_repaint();
         }
     }
