@@ -2,67 +2,32 @@
 //! pattern, said clearly) and viewer processes that exit after N frames with their statistics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-struct Broadcaster {
-    child: Child,
-    url: String,
-    output: mpsc::Receiver<String>,
-}
+use support::{Proc, omnicast};
 
-impl Drop for Broadcaster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+struct Broadcaster {
+    proc: Proc,
+    url: String,
 }
 
 fn start_broadcaster(args: &[&str]) -> Broadcaster {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--stun-bind",
-            "127.0.0.1:0",
-            "--media-bind",
-            "127.0.0.1:0",
-        ])
-        .args(["broadcast", "--headless"])
+    let mut command = omnicast();
+    command
+        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0"])
+        .args(["--media-bind", "127.0.0.1:0", "broadcast", "--headless"])
         .args(args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info,webrtc=error,rtc=error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("omnicast starts");
-    let (tx, output) = mpsc::sync_channel(1024);
-    let stdout = child.stdout.take().unwrap();
-    std::thread::Builder::new()
-        .name("broadcaster-output".into())
-        .spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.try_send(line); // never block the broadcaster on its own output
-            }
-        })
-        .unwrap();
-    let mut seen = Vec::new();
-    let url = loop {
-        let line = output
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no server URL printed: {seen:?}"));
-        if let Some(rest) = line.split("--server ").nth(1) {
-            break rest.trim().to_owned();
-        }
-        seen.push(line);
-    };
-    Broadcaster { child, url, output }
+        .env("RUST_LOG", "info,webrtc=error,rtc=error");
+    let proc = Proc::spawn(command);
+    let url = proc.server_url(Duration::from_secs(20));
+    Broadcaster { proc, url }
 }
 
 fn view(url: &str, frames: u64, stats: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_omnicast"))
+    omnicast()
         .args([
             "--media-bind",
             "127.0.0.1:0",
@@ -118,7 +83,7 @@ fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
         );
     }
     // The broadcaster said why it sends the test pattern.
-    let said: Vec<String> = caster.output.try_iter().collect();
+    let said = caster.proc.said();
     assert!(
         said.iter()
             .any(|l| l.contains("no camera found") && l.contains("test pattern")),
@@ -137,7 +102,7 @@ fn bad_arguments_get_clear_errors() {
         (&["--encode-threads", "9"], "0..=4"),
         (&["--media-bind", "localhost:x"], "expected an IP address"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+        let out = omnicast()
             .args(["broadcast", "--headless"])
             .args(args)
             .output()
@@ -147,7 +112,7 @@ fn bad_arguments_get_clear_errors() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     // A server that does not exist: a clear error and a non-zero exit, not a hang.
-    let out = Command::new(env!("CARGO_BIN_EXE_omnicast"))
+    let out = omnicast()
         .args([
             "view",
             "--headless",

@@ -3,14 +3,14 @@
 //! configuration that stops with a message naming the field. Loopback only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnicast");
+use support::{Proc, omnicast};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -26,90 +26,21 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-/// A process with its output lines on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,rtc=error,webrtc=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::sync_channel(4096);
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("proc-output".into())
-                .spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let _ = tx.try_send(line);
-                    }
-                })
-                .unwrap();
-        }
-        Self { child, lines }
-    }
-
-    fn kiosk(config: &str, dir: &Path) -> Self {
-        let path = dir.join("omnicast.toml");
-        std::fs::write(&path, config).unwrap();
-        Self::start(&["--kiosk", "--config", path.to_str().unwrap(), "--headless"])
-    }
-
-    /// Waits for an output line containing `needle`.
-    fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let until = Instant::now() + within;
-        let mut seen = Vec::new();
-        loop {
-            match self
-                .lines
-                .recv_timeout(until.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!(
-                    "no {needle:?} within {within:?}; output:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit status within `within`.
-    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let until = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn kiosk(config: &str, dir: &Path) -> Proc {
+    let path = dir.join("omnicast.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = omnicast();
+    command
+        .args(["--kiosk", "--config", path.to_str().unwrap(), "--headless"])
+        .env("RUST_LOG", "info,rtc=error,webrtc=error");
+    Proc::spawn(command)
 }
 
 fn serve(port: u16) -> Proc {
     let bind = format!("127.0.0.1:{port}");
-    let server = Proc::start(&["--bind", &bind, "--stun-bind", "127.0.0.1:0", "serve"]);
+    let mut command = omnicast();
+    command.args(["--bind", &bind, "--stun-bind", "127.0.0.1:0", "serve"]);
+    let server = Proc::spawn(command);
     let until = Instant::now() + Duration::from_secs(30);
     let addr: SocketAddr = bind.parse().unwrap();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -121,7 +52,7 @@ fn serve(port: u16) -> Proc {
 
 /// A headless viewer process decoding `frames` frames; its output when done.
 fn watch(url: &str, frames: u32) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = omnicast()
         .args([
             "--media-bind",
             "127.0.0.1",
@@ -152,7 +83,7 @@ fn kiosk_mode_comes_back_by_itself_after_the_signal_server_is_killed_and_restart
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut server = serve(port);
-    let caster = Proc::kiosk(
+    let caster = kiosk(
         &format!(
             r#"
                 mode = "broadcaster"
@@ -168,7 +99,7 @@ fn kiosk_mode_comes_back_by_itself_after_the_signal_server_is_killed_and_restart
         &dir("caster"),
     );
     caster.wait_for("connected to the signal server", Duration::from_secs(30));
-    let viewer = Proc::kiosk(
+    let viewer = kiosk(
         &format!(
             r#"
                 mode = "viewer"
@@ -227,7 +158,7 @@ fn a_bad_configuration_names_the_field_and_exits_non_zero() {
         ),
     ] {
         std::fs::write(&path, config).unwrap();
-        let out = Command::new(BIN)
+        let out = omnicast()
             .args(["--kiosk", "--config", path.to_str().unwrap(), "--headless"])
             .output()
             .unwrap();
@@ -236,7 +167,7 @@ fn a_bad_configuration_names_the_field_and_exits_non_zero() {
         assert!(stderr.contains("robot.toml: "), "{stderr}");
         assert!(stderr.contains(says), "{config:?}: {stderr}");
     }
-    let out = Command::new(BIN)
+    let out = omnicast()
         .args(["--kiosk", "--config", "/nonexistent/omnicast.toml"])
         .output()
         .unwrap();
@@ -244,7 +175,7 @@ fn a_bad_configuration_names_the_field_and_exits_non_zero() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/omnicast.toml")
     );
-    let out = Command::new(BIN).args(["--kiosk"]).output().unwrap();
+    let out = omnicast().args(["--kiosk"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }

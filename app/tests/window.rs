@@ -4,11 +4,13 @@
 //! `target/screenshots/` (the README's come from there). Network traffic stays on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::{Proc, omnicast};
 
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
@@ -70,76 +72,24 @@ impl Drop for Xvfb {
     }
 }
 
-/// The app in a window, its log lines on a channel; killed when dropped.
-struct App {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl App {
-    fn kiosk(display: &str, config: &str, home: &Path) -> Self {
-        let config_path = home.join("omnicast.toml");
-        std::fs::create_dir_all(home).unwrap();
-        std::fs::write(&config_path, config).unwrap();
-        let runtime_dir = home.join("xdg");
-        std::fs::create_dir_all(&runtime_dir).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-            .arg("--kiosk")
-            .arg("--config")
-            .arg(&config_path)
-            .env("DISPLAY", display)
-            .env("HOME", home)
-            .env("XDG_RUNTIME_DIR", &runtime_dir)
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("omnicast starts");
-        let (tx, lines) = mpsc::sync_channel(1024);
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("app-log".into())
-                .spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let _ = tx.try_send(line);
-                    }
-                })
-                .unwrap();
-        }
-        Self { child, lines }
-    }
-
-    /// Waits for a log line containing `needle`, returning it.
-    fn wait_for_line(&self, needle: &str, within: Duration) -> String {
-        let until = Instant::now() + within;
-        let mut seen = Vec::new();
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!(
-                    "no line with {needle:?} within {within:?}; got:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The app in a kiosk window on `display`, configured by `config`, living in `home`.
+fn kiosk_window(display: &str, config: &str, home: &Path) -> Proc {
+    std::fs::create_dir_all(home.join("xdg")).unwrap();
+    let config_path = home.join("omnicast.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut command = omnicast();
+    command
+        .arg("--kiosk")
+        .arg("--config")
+        .arg(&config_path)
+        .env("DISPLAY", display)
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home.join("xdg"))
+        .env(
+            "RUST_LOG",
+            "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
+        );
+    Proc::spawn(command)
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -203,7 +153,7 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
     let _ = std::fs::remove_dir_all(&home);
 
     let screen = Xvfb::start();
-    let caster = App::kiosk(
+    let caster = kiosk_window(
         &screen.display,
         r#"
             mode = "broadcaster"
@@ -216,13 +166,7 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
         "#,
         &home.join("caster"),
     );
-    let line = caster.wait_for_line("viewers use --server", Duration::from_secs(60));
-    let url = line
-        .split("--server ")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ' ']).next())
-        .expect("a server URL")
-        .to_owned();
+    let url = caster.server_url(Duration::from_secs(60));
     // The broadcaster's window: its preview moves.
     let moved = moving_video_on_screen(&screen, (300, 150, 1200, 650), "broadcaster.png");
     eprintln!(
@@ -232,7 +176,7 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
 
     for (name, sphere) in [("viewer.png", false), ("viewer-360.png", true)] {
         let screen = Xvfb::start();
-        let _viewer = App::kiosk(
+        let _viewer = kiosk_window(
             &screen.display,
             &format!(
                 r#"
