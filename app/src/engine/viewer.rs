@@ -109,6 +109,11 @@ impl SharedStats {
         s
     }
 
+    /// What the viewer is doing (cheaper than a whole [`snapshot`](Self::snapshot)).
+    pub fn state(&self) -> Option<ViewState> {
+        self.inner.lock().state
+    }
+
     /// Says what the viewer is doing (its supervisor says when it is reconnecting).
     pub fn set_state(&self, state: ViewState) {
         self.update(|s| s.state = Some(state));

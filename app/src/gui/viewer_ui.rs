@@ -111,12 +111,9 @@ impl OmnicastApp {
         if response.double_clicked() {
             self.toggle_fullscreen(ui.ctx());
         }
-        let stats = self.viewing.as_ref().map(|v| v.stats.snapshot());
-        let showing = self.latest.is_some()
-            && self.video.is_some()
-            && stats
-                .as_ref()
-                .is_some_and(|s| s.state == Some(ViewState::Live));
+        let state = self.viewing.as_ref().and_then(|v| v.stats.state());
+        let showing =
+            self.latest.is_some() && self.video.is_some() && state == Some(ViewState::Live);
         if showing && let Some(video) = &self.video {
             if self.settings.sphere && self.has_sphere {
                 self.sphere_input(ui, &response, area);
@@ -132,28 +129,29 @@ impl OmnicastApp {
                 );
             }
         } else {
-            let message = self.status_message(stats.as_ref());
+            let message = self.status_message(state);
             let text = egui::RichText::new(message)
                 .size(20.0)
                 .color(egui::Color32::from_gray(200));
             ui.put(area, egui::Label::new(text));
         }
+        // The whole figures only when they are shown.
         if self.settings.overlay
-            && let Some(s) = &stats
+            && let Some(v) = &self.viewing
         {
-            overlay_ui(ui, area, s);
+            overlay_ui(ui, area, &v.stats.snapshot());
         }
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Video, true, "video"));
     }
 
-    fn status_message(&self, stats: Option<&ViewerStats>) -> String {
+    fn status_message(&self, state: Option<ViewState>) -> String {
         let Some(v) = &self.viewing else {
             return "Not connected. Enter the signal server and press Connect.".to_owned();
         };
         if let SessionState::Retrying { .. } = &v.state {
             return format!("Reconnecting: {}", describe(&v.state));
         }
-        match stats.and_then(|s| s.state) {
+        match state {
             None | Some(ViewState::Connecting) => "Connecting…".to_owned(),
             Some(ViewState::WaitingForBroadcaster) => "Waiting for the broadcaster…".to_owned(),
             Some(ViewState::Negotiating) => "Connecting to the broadcaster…".to_owned(),
