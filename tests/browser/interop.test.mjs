@@ -29,7 +29,10 @@ function run(args) {
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
+      // A process that does not stop when asked must not hold the suite up.
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
       await exited;
+      clearTimeout(timer);
     }
   });
   return { child, exited, output: () => output };

@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioV4 } from "socket.io-client";
 import ioV2 from "socket.io-client-v2";
-import { startServer, waitFor } from "../support/server.mjs";
+import { next, startServer, waitFor } from "../support/server.mjs";
 
 let server;
 const open = [];
@@ -27,17 +27,6 @@ function connect(kind, opts = {}) {
   return s;
 }
 
-/** Resolves with the arguments of the next `event` on `socket`. */
-function next(socket, event, timeoutMs = 5_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no '${event}' within ${timeoutMs} ms`)), timeoutMs);
-    socket.once(event, (...args) => {
-      clearTimeout(timer);
-      resolve(args);
-    });
-  });
-}
-
 const connected = (s) => (s.connected ? Promise.resolve() : next(s, "connect"));
 
 for (const kind of ["v4", "v2"]) {
@@ -46,7 +35,11 @@ for (const kind of ["v4", "v2"]) {
     const query = kind === "v4" ? { auth: { room } } : { query: { room } };
     const caster = connect(kind, query);
     await connected(caster);
+    // The server answers a broadcaster with its viewer count: only then is it registered (two
+    // sockets' messages have no order between them).
+    const registered = next(caster, "viewers");
     caster.emit("broadcaster");
+    assert.deepEqual(await registered, [0]);
     const viewer = connect(kind, query);
     const other = connect(kind, query); // a bystander that must receive nothing relayed
     await Promise.all([connected(viewer), connected(other)]);
@@ -87,7 +80,9 @@ for (const kind of ["v4", "v2"]) {
 test("a viewer on the old client and a broadcaster on the new one interoperate", async () => {
   const caster = connect("v4", { auth: { room: "mixed" } });
   await connected(caster);
+  const registered = next(caster, "viewers");
   caster.emit("broadcaster");
+  await registered;
   const viewer = connect("v2", { query: { room: "mixed" } });
   await connected(viewer);
   const watcher = next(caster, "watcher");

@@ -7,7 +7,7 @@ import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { startServer } from "../support/server.mjs";
+import { next, startServer } from "../support/server.mjs";
 
 function get(url) {
   return new Promise((resolve, reject) => {
@@ -17,7 +17,10 @@ function get(url) {
         res.on("data", (c) => (body += c));
         res.on("end", () => resolve({ status: res.statusCode, body }));
       })
-      .on("error", reject);
+      .on("error", reject)
+      .setTimeout(10_000, function () {
+        this.destroy(new Error(`no answer from ${url} within 10 s`));
+      });
   });
 }
 
@@ -41,11 +44,15 @@ test("serves pages and Socket.IO over HTTPS with the given certificate, and stop
     const a = io(server.url, { transports: ["websocket"], rejectUnauthorized: false, reconnection: false });
     const b = io(server.url, { transports: ["websocket"], rejectUnauthorized: false, reconnection: false });
     await Promise.all([a, b].map((s) => new Promise((r) => s.once("connect", r))));
+    // Only once the server has answered the broadcaster (with its viewer count) is it
+    // registered: messages on two sockets have no order between them.
+    const registered = next(a, "viewers");
     a.emit("broadcaster");
-    const watcher = new Promise((r) => a.once("watcher", r));
+    await registered;
+    const watcher = next(a, "watcher");
     b.emit("watcher");
-    assert.equal(await watcher, b.id);
-    const closed = new Promise((r) => b.once("disconnect", r));
+    assert.deepEqual(await watcher, [b.id]);
+    const closed = next(b, "disconnect");
     // SIGTERM: clients are disconnected and the process exits 0 on its own.
     assert.equal(await server.stop(), 0);
     await closed;

@@ -70,3 +70,14 @@ export async function waitFor(what, fn, timeoutMs = 15_000, intervalMs = 100) {
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Resolves with the arguments of the next `event` on `socket`, or fails after `timeoutMs`. */
+export function next(socket, event, timeoutMs = 5_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no '${event}' within ${timeoutMs} ms`)), timeoutMs);
+    socket.once(event, (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
