@@ -38,6 +38,18 @@ function run(args) {
   return { child, exited, output: () => output };
 }
 
+/** Opens the browser viewer page of the server at `url` and waits until it has decoded a first
+ * frame and 30 more; returns the page. */
+async function browserWatches(url, what) {
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.goto(`${url}/`);
+  const first = await waitFor(`browser decoding ${what}`, () => framesDecoded(page), 30_000);
+  await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
+  return page;
+}
+
 /** Starts the desktop broadcaster at `size` (with `extra` arguments) and checks that a browser
  * viewer decodes it as H.264; returns the viewer's page. */
 async function browserWatchesDesktop(size, extra = []) {
@@ -46,12 +58,7 @@ async function browserWatchesDesktop(size, extra = []) {
     "broadcast", "--headless", "--source", "test-pattern", "--size", size, ...extra,
   ]);
   const url = await waitFor("broadcaster's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
-  const browser = await launchChromium();
-  cleanups.push(() => browser.close());
-  const page = await browser.context.newPage();
-  await page.goto(`${url}/`);
-  const first = await waitFor("browser decoding the desktop stream", () => framesDecoded(page), 30_000);
-  await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
+  const page = await browserWatches(url, "the desktop stream");
   const [width, height] = size.split("x").map(Number);
   assert.deepEqual(
     await page.evaluate(() => [document.getElementById("video").videoWidth, document.getElementById("video").videoHeight]),
@@ -82,12 +89,7 @@ test("a browser watches a kiosk broadcaster (the app's own hosted server)", asyn
   ].join("\n"));
   const caster = run(["--kiosk", "--config", config, "--headless"]);
   const url = await waitFor("kiosk's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
-  const browser = await launchChromium();
-  cleanups.push(() => browser.close());
-  const page = await browser.context.newPage();
-  await page.goto(`${url}/`);
-  const first = await waitFor("browser decoding the kiosk's stream", () => framesDecoded(page), 30_000);
-  await waitFor("more frames", async () => (await framesDecoded(page)) > first + 30, 20_000);
+  const page = await browserWatches(url, "the kiosk's stream");
   assert.equal(await page.evaluate(() => document.getElementById("video").videoWidth), 1920);
 });
 
