@@ -16,6 +16,9 @@ use omnicast::engine::peer::PeerSettings;
 use omnicast::gui::video::{SphereResources, SphereView, VideoTexture, sphere_shape};
 use omnicast::gui::{AppOptions, Mode, OmnicastApp, Settings};
 
+/// What the broadcaster screen says in place of its viewer list while nobody watches.
+const NO_VIEWERS: &str = "No viewers yet: each one is listed here as it connects.";
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,6 +87,7 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
     });
     let url = caster.state().hosted().unwrap().local_url.clone();
     caster.get_by_label("Stop broadcast");
+    caster.get_by_label(NO_VIEWERS);
 
     // The second app starts as a broadcaster and is switched to the viewer screen.
     let shots = std::env::temp_dir().join(format!("omnicast-gui-shots-{}", std::process::id()));
@@ -185,6 +189,8 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
                 .any(|v| v.connected && v.sent_kbps > 0.0)
         })
     });
+    caster.step();
+    assert!(caster.query_by_label(NO_VIEWERS).is_none());
     // The broadcaster screen as it looks now (the README's picture of it).
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();

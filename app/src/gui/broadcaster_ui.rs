@@ -233,6 +233,10 @@ impl OmnicastApp {
                 .on_hover_text("Preview of what goes out");
         }
         ui.separator();
+        if viewers.is_empty() {
+            ui.weak("No viewers yet: each one is listed here as it connects.");
+            return;
+        }
         egui::Grid::new("viewers")
             .striped(true)
             .num_columns(4)
