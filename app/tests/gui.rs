@@ -77,6 +77,25 @@ fn step_until(
     }
 }
 
+/// Steps the broadcaster and viewer apps together (both must keep running) until the viewer has
+/// shown `frames` frames, failing after 30 s.
+fn step_both_until_frames_shown(
+    caster: &mut Harness<'_, OmnicastApp>,
+    viewer: &mut Harness<'_, OmnicastApp>,
+    frames: u64,
+) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while viewer.state().frames_shown < frames {
+        assert!(
+            Instant::now() < until,
+            "{frames} frames on screen within 30 s"
+        );
+        caster.step();
+        viewer.step();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
 #[test]
 fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
     let rt = runtime();
@@ -112,14 +131,7 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
     assert_eq!(viewer.state().settings.mode, Mode::Viewer);
     viewer.get_by_label("Connect").click();
     let started = Instant::now();
-    // Both apps keep running while the viewer waits: the broadcaster's UI is stepped too.
-    let until = Instant::now() + Duration::from_secs(30);
-    while viewer.state().frames_shown < 30 {
-        assert!(Instant::now() < until, "30 frames on screen within 30 s");
-        caster.step();
-        viewer.step();
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    step_both_until_frames_shown(&mut caster, &mut viewer, 30);
     let stats = viewer.state().viewer_stats().unwrap().snapshot();
     eprintln!(
         "first frame {} ms after Connect, 30 frames on screen after {:?}",
@@ -254,13 +266,7 @@ fn the_viewer_says_what_is_going_on_when_there_is_no_picture() {
         }),
     );
     caster.get_by_label("Start broadcast").click();
-    let until = Instant::now() + Duration::from_secs(30);
-    while viewer.state().frames_shown < 5 {
-        assert!(Instant::now() < until, "frames from the broadcaster");
-        caster.step();
-        viewer.step();
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    step_both_until_frames_shown(&mut caster, &mut viewer, 5);
     caster.get_by_label("Stop broadcast").click();
     caster.step();
     step_label(&mut viewer, "The broadcaster left");

@@ -43,7 +43,7 @@ test("serves pages and Socket.IO over HTTPS with the given certificate, and stop
 
     const a = io(server.url, { transports: ["websocket"], rejectUnauthorized: false, reconnection: false });
     const b = io(server.url, { transports: ["websocket"], rejectUnauthorized: false, reconnection: false });
-    await Promise.all([a, b].map((s) => new Promise((r) => s.once("connect", r))));
+    await Promise.all([a, b].map((s) => next(s, "connect")));
     // Only once the server has answered the broadcaster (with its viewer count) is it
     // registered: messages on two sockets have no order between them.
     const registered = next(a, "viewers");
@@ -52,7 +52,8 @@ test("serves pages and Socket.IO over HTTPS with the given certificate, and stop
     const watcher = next(a, "watcher");
     b.emit("watcher");
     assert.deepEqual(await watcher, [b.id]);
-    const closed = next(b, "disconnect");
+    // Past stop()'s own 5 s before SIGKILL.
+    const closed = next(b, "disconnect", 15_000);
     // SIGTERM: clients are disconnected and the process exits 0 on its own.
     assert.equal(await server.stop(), 0);
     await closed;
