@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 cargo build --workspace
 exec scripts/in-netns.sh bash -c '
   set -euo pipefail
-  cargo bench -p omnicast --bench codec
+  cargo bench -p omnicast-engine --bench codec
   cargo bench -p omnicast --bench fanout
   node tests/bench/chromium-anchor.mjs "${OMNICAST_ANCHOR_VIEWERS:-1,5,20}" "${OMNICAST_BENCH_SECONDS:-10}"
 '

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, Rust unit and integration tests (the app driven by egui_kittest
-# and in a real window under Xvfb among them), the Node Socket.IO client suite, and the browser
-# end-to-end suite in a private network namespace. Needs scripts/setup-debian.sh.
+# and in a real window under Xvfb among them), the Node Socket.IO client suite, the browser
+# end-to-end suite in a private network namespace, and the headless (no window) build. Needs
+# scripts/setup-debian.sh.
 #
 # Each step has a time limit well above what it takes here, so a hang fails that step by name
 # instead of running CI out of time; each step prints how long it took.
@@ -40,5 +41,9 @@ step 5m "node: official socket.io-client 4.x and 2.x against omnicast-signal" \
 
 step 10m "browser: Chromium pages through omnicast-signal (private network namespace)" \
   tests/browser/run.sh
+
+# Last: it leaves the headless binary at target/debug/omnicast.
+step 15m "headless build: no window libraries; its binary broadcasts to a viewer" \
+  scripts/headless-check.sh
 
 printf '\n== all tests passed in %ss\n' "$((SECONDS - started))"

@@ -13,49 +13,17 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use omnicast::engine::peer::PeerSettings;
-use omnicast::engine::viewer::{self, FrameSlot, SharedStats, ViewSettings};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+#[path = "../engine/tests/support/mod.rs"]
+mod support;
 
-struct Viewer {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-    stats: Arc<SharedStats>,
-}
+use support::{Session, watch};
 
-fn start_viewer(url: &str, decode: bool) -> Viewer {
-    let settings = ViewSettings {
-        server_url: url.to_owned(),
-        room: String::new(),
-        peer: PeerSettings::loopback(),
-        decode,
-    };
-    let stats = Arc::new(SharedStats::default());
-    let (stop, rx) = oneshot::channel();
-    let s = stats.clone();
-    let task = tokio::spawn(async move {
-        let slot = Arc::new(FrameSlot::default());
-        if let Err(e) = viewer::run(settings, slot, s, async {
-            let _ = rx.await;
-        })
-        .await
-        {
-            eprintln!("viewer: {e}");
-        }
-    });
-    Viewer { stop, task, stats }
-}
-
-impl Viewer {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
+/// A viewer in a service of its own, as the window runs one: decoding (the probe and the
+/// joiners) or only receiving and counting.
+fn start_viewer(url: &str, decode: bool) -> Session {
+    watch(url, "", decode).0
 }
 
 /// User+system CPU seconds of a process.
@@ -71,22 +39,9 @@ fn cpu_secs(pid: u32) -> f64 {
 
 fn start_broadcaster() -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--stun-bind",
-            "127.0.0.1:0",
-            "--media-bind",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "broadcast",
-            "--headless",
-            "--source",
-            "test-pattern",
-            "--size",
-            "1280x720",
-        ])
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args(["--source", "test-pattern", "--size", "1280x720"])
         .args(["--fps", "30", "--bitrate-kbps", "2000"])
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "warn")
@@ -115,9 +70,10 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
 
-async fn until_frames(stats: &SharedStats, n: u64, within: Duration) -> bool {
+/// Has `viewer` decoded `n` frames within `within`? (Its figures come every half second.)
+async fn until_frames(viewer: &Session, n: u64, within: Duration) -> bool {
     tokio::time::timeout(within, async {
-        while stats.frames_decoded.load(Ordering::Relaxed) < n {
+        while viewer.seen().stats().frames_decoded < n {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -161,33 +117,31 @@ async fn main() {
         let pid = caster.id();
         // N viewers: one decoding probe, the rest receive-only.
         let probe = start_viewer(&url, true);
-        let others: Vec<Viewer> = (1..n).map(|_| start_viewer(&url, false)).collect();
-        if !until_frames(&probe.stats, 30, Duration::from_secs(30)).await {
+        let others: Vec<Session> = (1..n).map(|_| start_viewer(&url, false)).collect();
+        if !until_frames(&probe, 30, Duration::from_secs(30)).await {
             println!(
                 "{n:>4} probe viewer got no video in 30 s: {:?}",
-                probe.stats.snapshot()
+                probe.seen()
             );
             let _ = caster.kill();
             continue;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
 
-        let before = probe.stats.snapshot();
+        let before = probe.seen().stats();
         let cpu0 = cpu_secs(pid);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
-        let after = probe.stats.snapshot();
+        let after = probe.seen().stats();
         let encoded = after
             .last_seq
             .unwrap_or(0)
             .wrapping_sub(before.last_seq.unwrap_or(0));
         let encode_fps = f64::from(encoded) / t0.elapsed().as_secs_f64();
-        // Samples added during the window (the window is far below the 10,000 kept).
-        let new_samples = after
-            .latency_ms
-            .len()
-            .saturating_sub(before.latency_ms.len());
+        // Samples added during the window (the most recent are kept: 20 s of them).
+        let new_samples = (after.frames_with_stamp - before.frames_with_stamp)
+            .min(after.latency_ms.len() as u64) as usize;
         let mut lat: Vec<u64> = after
             .latency_ms
             .iter()
@@ -201,8 +155,8 @@ async fn main() {
         let mut slowest = None;
         for _ in 0..joins {
             let j = start_viewer(&url, true);
-            if until_frames(&j.stats, 1, Duration::from_secs(10)).await {
-                let s = j.stats.snapshot();
+            if until_frames(&j, 1, Duration::from_secs(10)).await {
+                let s = j.seen().stats();
                 let ms = s.first_frame_ms.unwrap_or(u64::MAX);
                 if slowest.as_ref().is_none_or(|(m, _)| ms > *m) {
                     slowest = Some((ms, s.timeline_ms));
@@ -217,7 +171,7 @@ async fn main() {
         let lost_packets: u64 = after.packets_lost
             + others
                 .iter()
-                .map(|v| v.stats.snapshot().packets_lost)
+                .map(|v| v.seen().stats().packets_lost)
                 .sum::<u64>();
         println!(
             "{n:>4} {cpu:>8.1}% {encode_fps:>11.1} {:>6.0} ms {:>6.0} ms {:>8.0} ms {:>8.0} ms {:>8.0} ms {lost_frames:>10} {lost_packets:>11}",

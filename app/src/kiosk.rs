@@ -6,13 +6,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::capture::SourceSpec;
-use crate::engine::codec;
-use crate::settings::{Mode, Settings};
+use omnicast_engine::capture::{CameraSelector, SourceSpec};
+use omnicast_engine::settings::{Mode, Settings};
+use omnicast_engine::values::{BitrateKbps, Fps, FrameSize, ServerUrl};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -40,9 +39,9 @@ pub enum KioskMode {
 #[serde(deny_unknown_fields, default)]
 pub struct BroadcastSection {
     pub source: Checked<SourceSpec>,
-    pub size: Checked<Size>,
+    pub size: Checked<FrameSize>,
     pub fps: Checked<Fps>,
-    pub bitrate_kbps: Checked<Bitrate>,
+    pub bitrate_kbps: Checked<BitrateKbps>,
     /// Host the signal server here (else use `server.url`).
     pub host_server: bool,
     pub bind: SocketAddr,
@@ -82,12 +81,13 @@ impl Default for BroadcastSection {
     fn default() -> Self {
         use omnicast_signal::config::{DEFAULT_HTTP_PORT, DEFAULT_STUN_PORT};
         Self {
-            source: Checked(SourceSpec::Camera(
-                crate::engine::capture::CameraSelector::First,
-            )),
-            size: Checked(Size(1280, 720)),
-            fps: Checked(Fps(30.0)),
-            bitrate_kbps: Checked(Bitrate(2_000)),
+            source: Checked(SourceSpec::Camera(CameraSelector::First)),
+            size: Checked(FrameSize {
+                width: 1280,
+                height: 720,
+            }),
+            fps: Checked(Fps::new(30.0).expect("in range")),
+            bitrate_kbps: Checked(BitrateKbps::new(2_000).expect("in range")),
             host_server: true,
             bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)),
             stun_bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)),
@@ -98,7 +98,7 @@ impl Default for BroadcastSection {
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
-            url: Checked(ServerUrl("http://127.0.0.1:4000".to_owned())),
+            url: Checked("http://127.0.0.1:4000".parse().expect("a URL")),
             room: String::new(),
             key: String::new(),
         }
@@ -135,79 +135,6 @@ where
         }
         let text = d.deserialize_any(Text)?;
         text.parse().map(Checked).map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u32, pub u32);
-
-impl FromStr for Size {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (w, h) = s
-            .split_once(['x', 'X'])
-            .ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT, e.g. \"1920x960\""))?;
-        let (w, h): (u32, u32) = (
-            w.trim().parse().map_err(|_| format!("{s:?}: bad width"))?,
-            h.trim().parse().map_err(|_| format!("{s:?}: bad height"))?,
-        );
-        if w < 16 || h < 16 || !codec::size_supported(w as usize, h as usize) {
-            return Err(format!(
-                "{s:?}: from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows"
-            ));
-        }
-        Ok(Self(w & !1, h & !1))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fps(pub f32);
-
-impl FromStr for Fps {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let fps: f32 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
-        if !(1.0..=60.0).contains(&fps) {
-            return Err(format!("{fps}: expected 1 to 60 frames per second"));
-        }
-        Ok(Self(fps))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bitrate(pub u32);
-
-impl FromStr for Bitrate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let kbps: f64 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
-        if !(100.0..=50_000.0).contains(&kbps) || kbps.fract() != 0.0 {
-            return Err(format!(
-                "{s}: expected a whole number of kbit/s, 100 to 50000"
-            ));
-        }
-        Ok(Self(kbps as u32))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerUrl(pub String);
-
-impl FromStr for ServerUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix("http://")
-            .or_else(|| s.strip_prefix("https://"))
-            .ok_or_else(|| format!("{s:?}: expected an http:// or https:// URL"))?;
-        if rest.is_empty() || rest.starts_with('/') {
-            return Err(format!("{s:?}: the URL has no host"));
-        }
-        Ok(Self(s.trim_end_matches('/').to_owned()))
     }
 }
 
@@ -278,22 +205,20 @@ impl KioskConfig {
                 KioskMode::Viewer => Mode::Viewer,
             },
             source: b.source.0.to_string(),
-            width: b.size.0.0,
-            height: b.size.0.1,
-            fps: b.fps.0.0,
-            bitrate_kbps: b.bitrate_kbps.0.0,
+            width: b.size.0.width,
+            height: b.size.0.height,
+            fps: b.fps.0.get(),
+            bitrate_kbps: b.bitrate_kbps.0.get(),
             host_server: b.host_server,
-            server_url: self.server.url.0.0.clone(),
+            server_url: self.server.url.0.to_string(),
             room: self.server.room.clone(),
             key,
             sphere: self.view.sphere,
             overlay: self.view.overlay,
+            ..Settings::default()
         }
     }
 }
-
-/// How often headless kiosk mode logs what it is doing.
-pub const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

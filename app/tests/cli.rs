@@ -17,8 +17,8 @@ struct Broadcaster {
 fn start_broadcaster(args: &[&str]) -> Broadcaster {
     let mut command = omnicast();
     command
-        .args(["--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0"])
-        .args(["--media-bind", "127.0.0.1:0", "broadcast", "--headless"])
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "info,webrtc=error,rtc=error");
     let proc = Proc::spawn(command);
@@ -29,10 +29,10 @@ fn start_broadcaster(args: &[&str]) -> Broadcaster {
 fn view(url: &str, frames: u64, stats: &std::path::Path) -> Child {
     omnicast()
         .args([
-            "--media-bind",
-            "127.0.0.1:0",
             "view",
             "--headless",
+            "--media-bind",
+            "127.0.0.1:0",
             "--server",
             url,
         ])
@@ -99,7 +99,10 @@ fn bad_arguments_get_clear_errors() {
         // Beyond what H.264 level 5.2 (openh264's limit) encodes.
         (&["--size", "7680x3840"], "up to 3840x2160"),
         (&["--source", "webcam"], "unknown source"),
-        (&["--encode-threads", "9"], "0..=4"),
+        (&["--encode-threads", "9"], "0 to 4"),
+        (&["--fps", "120"], "1 to 60"),
+        (&["--bitrate-kbps", "10"], "100 to 50000"),
+        (&["--server", "robot:4000"], "http:// or https://"),
         (&["--media-bind", "localhost:x"], "expected an IP address"),
     ] {
         let out = omnicast()

@@ -23,19 +23,30 @@ struct Xvfb {
 
 impl Xvfb {
     fn start() -> Self {
-        let n = (90..190)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
-            .expect("a free X display number");
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
+        // Xvfb picks a free display itself and says which (tests run in parallel: choosing one
+        // here would race).
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb runs (apt install xvfb; scripts/setup-debian.sh installs it)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .expect("Xvfb says its display");
+        let n: u32 = line.trim().parse().expect("a display number");
+        let display = format!(":{n}");
         let socket = format!("/tmp/.X11-unix/X{n}");
         let until = Instant::now() + Duration::from_secs(10);
         while !Path::new(&socket).exists() {
@@ -195,6 +206,66 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
         let moved = moving_video_on_screen(&screen, (0, 100, 1280, 760), name);
         eprintln!("{name}: {:.1} % of the picture changed", moved * 100.0);
     }
+    drop(caster);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn omnicast_view_with_a_server_opens_a_window_that_shows_the_broadcast() {
+    let home = std::env::temp_dir().join(format!("omnicast-view-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("xdg")).unwrap();
+    let mut command = omnicast();
+    command
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args(["--source", "test-pattern", "--size", "640x360"])
+        .env("RUST_LOG", "info,rtc=error,webrtc=error");
+    let caster = Proc::spawn(command);
+    let url = caster.server_url(Duration::from_secs(60));
+
+    // What a person types: the window opens on that server, already connected.
+    let screen = Xvfb::start();
+    let stats = home.join("stats.json");
+    let mut command = omnicast();
+    command
+        .args(["view", "--server", &url, "--media-bind", "127.0.0.1:0"])
+        .args(["--frames", "300", "--stats-json"])
+        .arg(&stats)
+        .env("DISPLAY", &screen.display)
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", home.join("xdg"))
+        .env(
+            "RUST_LOG",
+            "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
+        );
+    let mut viewer = Proc::spawn(command);
+    let moved = moving_video_on_screen(&screen, (0, 100, 1280, 760), "viewer-cli.png");
+    eprintln!(
+        "omnicast view: {:.1} % of the picture changed",
+        moved * 100.0
+    );
+    // After 300 frames on screen it closes by itself and says what it showed.
+    let until = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = viewer.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the window did not close after --frames 300"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{:#?}", viewer.said());
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(stats["frames_shown"].as_u64().unwrap() >= 300, "{stats}");
+    assert_eq!(
+        (stats["width"].as_u64(), stats["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert_eq!(stats["frames_lost"], 0, "{stats}");
     drop(caster);
     let _ = std::fs::remove_dir_all(&home);
 }

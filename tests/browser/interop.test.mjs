@@ -54,8 +54,8 @@ async function browserWatches(url, what) {
  * viewer decodes it as H.264; returns the viewer's page. */
 async function browserWatchesDesktop(size, extra = []) {
   const caster = run([
-    "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1",
-    "broadcast", "--headless", "--source", "test-pattern", "--size", size, ...extra,
+    "broadcast", "--headless", "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0",
+    "--media-bind", "127.0.0.1", "--source", "test-pattern", "--size", size, ...extra,
   ]);
   const url = await waitFor("broadcaster's server URL", () => caster.output().match(/--server (http:\/\/\S+)/)?.[1], 30_000);
   const page = await browserWatches(url, "the desktop stream");
@@ -122,7 +122,7 @@ test("the desktop viewer watches the browser broadcaster page", async () => {
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const statsFile = path.join(dir, "stats.json");
   const viewer = run([
-    "--media-bind", "127.0.0.1:0", "view", "--headless", "--server", server.url, "--room", "desk",
+    "view", "--headless", "--media-bind", "127.0.0.1:0", "--server", server.url, "--room", "desk",
     "--frames", "60", "--stats-json", statsFile,
   ]);
   const timer = setTimeout(() => viewer.child.kill("SIGKILL"), 60_000);

@@ -17,6 +17,8 @@ pub fn omnicast() -> Command {
 pub struct Proc {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    /// Lines read while waiting for another, not yet handed out by `said`.
+    passed: std::cell::RefCell<Vec<String>>,
 }
 
 impl Proc {
@@ -43,11 +45,15 @@ impl Proc {
                 })
                 .unwrap();
         }
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            passed: Default::default(),
+        }
     }
 
     /// Waits for an output line containing `needle` and returns it; panics with what it did
-    /// say after `within`.
+    /// say after `within`. The lines before it are kept for [`said`](Self::said).
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {
         let until = Instant::now() + within;
         let mut seen = Vec::new();
@@ -56,7 +62,10 @@ impl Proc {
                 .lines
                 .recv_timeout(until.saturating_duration_since(Instant::now()))
             {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if line.contains(needle) => {
+                    self.passed.borrow_mut().extend(seen);
+                    return line;
+                }
                 Ok(line) => seen.push(line),
                 Err(_) => panic!(
                     "no {needle:?} within {within:?}; output:\n{}",
@@ -66,9 +75,11 @@ impl Proc {
         }
     }
 
-    /// The lines printed so far and not yet read.
+    /// The lines printed so far that no `wait_for` returned and `said` did not hand out yet.
     pub fn said(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+        let mut lines = std::mem::take(&mut *self.passed.borrow_mut());
+        lines.extend(self.lines.try_iter());
+        lines
     }
 
     /// The URL after `--server ` in the first line that has one (the hosted server's).

@@ -1,0 +1,294 @@
+//! One viewer's peer connection, as a task of its own: it sets the connection up (a local track
+//! per session track, an offer), then carries out the fan-out's commands in order (answer,
+//! candidates, forwarding, figures) and reports back, tagged with its [`ConnId`]. Slow steps of
+//! one connection (setting it up, gathering its statistics) never hold up the others or the
+//! broadcaster's event loop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
+
+use super::network::{Forwarded, OutTrack, forward};
+use crate::fanout::{ConnCommand, ConnId, ConnReport};
+use crate::feedback::is_keyframe_request;
+use crate::media::MediaKind;
+use crate::peer::{self, PeerEvent, PeerSettings};
+use crate::rtp::FramePackets;
+
+/// Commands queued for one connection before it is considered stuck.
+const COMMAND_QUEUE: usize = 64;
+
+/// The broadcaster's handle on one connection task. Dropping it ends the task.
+pub struct Connection {
+    commands: mpsc::Sender<ConnCommand>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+/// Where connections report.
+pub type Reports = mpsc::Sender<(ConnId, ConnReport)>;
+
+impl Connection {
+    /// Starts connection `conn` with `tracks`; what it has to say goes to `reports`.
+    pub fn open(
+        conn: ConnId,
+        peer: PeerSettings,
+        tracks: Arc<[OutTrack]>,
+        reports: Reports,
+    ) -> Self {
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (close, close_rx) = oneshot::channel();
+        tokio::spawn(run(conn, peer, tracks, reports, commands_rx, close_rx));
+        Self {
+            commands,
+            close: Some(close),
+        }
+    }
+
+    /// Queues a command. Closing goes ahead of anything queued.
+    pub fn send(&mut self, conn: ConnId, command: ConnCommand) {
+        if command == ConnCommand::Close {
+            if let Some(close) = self.close.take() {
+                let _ = close.send(());
+            }
+            return;
+        }
+        let what = format!("{command:?}");
+        if let Err(e) = self.commands.try_send(command) {
+            match e {
+                // Figures are asked for every second; a busy connection skips a round.
+                mpsc::error::TrySendError::Full(ConnCommand::GatherStats) => {}
+                _ => tracing::warn!(%conn, "connection not keeping up: dropped {what:.40}"),
+            }
+        }
+    }
+}
+
+async fn report(reports: &Reports, conn: ConnId, r: ConnReport) {
+    let _ = reports.send((conn, r)).await;
+}
+
+async fn run(
+    conn: ConnId,
+    peer_settings: PeerSettings,
+    tracks: Arc<[OutTrack]>,
+    reports: Reports,
+    mut commands: mpsc::Receiver<ConnCommand>,
+    mut close: oneshot::Receiver<()>,
+) {
+    let (events_tx, mut events) = mpsc::channel(64);
+    let set_up = tokio::select! {
+        r = set_up(conn, &peer_settings, &tracks, events_tx) => r,
+        _ = &mut close => return,
+    };
+    let (pc, mut locals) = match set_up {
+        Ok(SetUp { pc, locals, offer }) => {
+            report(&reports, conn, ConnReport::Offer(offer)).await;
+            (pc, locals)
+        }
+        Err(e) => {
+            report(&reports, conn, ConnReport::Failed(e)).await;
+            return;
+        }
+    };
+    let mut forwarding = tokio::task::JoinSet::new();
+    let mut bytes_sent = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut close => break,
+            Some(command) = commands.recv() => match command {
+                ConnCommand::Answer(answer) => {
+                    let applied = match peer::description(answer) {
+                        Ok(d) => pc.set_remote_description(d).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = applied {
+                        report(&reports, conn, ConnReport::Failed(format!("bad answer: {e}"))).await;
+                    }
+                }
+                ConnCommand::Candidate(candidate) => {
+                    let added = match peer::candidate(candidate) {
+                        Ok(c) => pc.add_ice_candidate(c).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = added {
+                        tracing::debug!(%conn, "unusable candidate: {e}");
+                    }
+                }
+                ConnCommand::Forward => {
+                    if forwarding.is_empty() {
+                        for local in &mut locals {
+                            local.start(conn, &reports, &mut forwarding);
+                        }
+                    }
+                }
+                ConnCommand::GatherStats => {
+                    let (sent, rtt_ms) = figures(&*pc).await;
+                    bytes_sent = sent.unwrap_or(bytes_sent);
+                    report(&reports, conn, ConnReport::Stats { bytes_sent, rtt_ms }).await;
+                }
+                ConnCommand::Close => break,
+            },
+            Some((_, event)) = events.recv() => match event {
+                PeerEvent::Candidate(c) => report(&reports, conn, ConnReport::LocalCandidate(c)).await,
+                PeerEvent::State(state) => {
+                    tracing::debug!(%conn, "connection {state}");
+                    match state {
+                        RTCPeerConnectionState::Connected => report(&reports, conn, ConnReport::Connected).await,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            report(&reports, conn, ConnReport::Closed).await;
+                        }
+                        _ => {}
+                    }
+                }
+                PeerEvent::Track(_) | PeerEvent::IceConnected => {}
+            },
+            Some(ended) = forwarding.join_next() => {
+                if matches!(ended, Ok(Forwarded::WriteFailed)) {
+                    report(&reports, conn, ConnReport::Closed).await;
+                }
+            }
+            else => break,
+        }
+    }
+    forwarding.abort_all();
+    if let Err(e) = pc.close().await {
+        tracing::debug!(%conn, "closing: {e}");
+    }
+}
+
+/// A connection's local track for one session track.
+struct Local {
+    out: OutTrack,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    /// Subscribed when the connection was made, so the keyframe asked for when it connects
+    /// is never missed; taken when forwarding starts.
+    frames: Option<broadcast::Receiver<Arc<FramePackets>>>,
+}
+
+impl Local {
+    /// Starts forwarding this track, and listening for the viewer's keyframe requests on it.
+    fn start(
+        &mut self,
+        conn: ConnId,
+        reports: &Reports,
+        tasks: &mut tokio::task::JoinSet<Forwarded>,
+    ) {
+        let Some(frames) = self.frames.take() else {
+            return;
+        };
+        let lagged = {
+            let reports = reports.clone();
+            move || {
+                let _ = reports.try_send((conn, ConnReport::Lagged));
+            }
+        };
+        tasks.spawn(forward(
+            self.out.spec,
+            self.track.clone(),
+            self.ssrc,
+            frames,
+            lagged,
+        ));
+        let (track, reports) = (self.track.clone(), reports.clone());
+        tasks.spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                    && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+                {
+                    report(&reports, conn, ConnReport::KeyframeRequest).await;
+                }
+            }
+            Forwarded::Ended
+        });
+    }
+}
+
+struct SetUp {
+    pc: Arc<dyn PeerConnection>,
+    locals: Vec<Local>,
+    offer: serde_json::Value,
+}
+
+async fn set_up(
+    conn: ConnId,
+    settings: &PeerSettings,
+    tracks: &[OutTrack],
+    events: mpsc::Sender<(ConnId, PeerEvent)>,
+) -> Result<SetUp, String> {
+    let pc = peer::build(settings, false, conn, events)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let mut locals = Vec::with_capacity(tracks.len());
+        for out in tracks {
+            let ssrc = rand_ssrc();
+            let codec = peer::codec_parameters(out.spec.codec).rtp_codec;
+            let kind = match out.spec.kind() {
+                MediaKind::Video => RtpCodecKind::Video,
+                MediaKind::Audio => RtpCodecKind::Audio,
+            };
+            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                "omnicast".to_owned(),
+                format!("omnicast-{}-{ssrc}", out.spec.id.0),
+                format!("omnicast {}", out.spec.codec.name),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec,
+                    ..Default::default()
+                }],
+            )));
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            locals.push(Local {
+                out: out.clone(),
+                track,
+                ssrc,
+                frames: Some(out.subscribe()),
+            });
+        }
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer.clone()).await?;
+        Ok::<_, webrtc::error::Error>((locals, peer::description_json(&offer)))
+    }
+    .await;
+    match result {
+        Ok((locals, offer)) => Ok(SetUp { pc, locals, offer }),
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Bytes sent in all and the round-trip time, from the connection's selected candidate pair.
+async fn figures(pc: &dyn PeerConnection) -> (Option<u64>, Option<f64>) {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let pair = report.iter().find_map(|e| match e {
+        RTCStatsReportEntry::IceCandidatePair(p) if p.bytes_sent > 0 => Some(p),
+        _ => None,
+    });
+    pair.map_or((None, None), |p| {
+        let rtt = (p.current_round_trip_time > 0.0).then_some(p.current_round_trip_time * 1e3);
+        (Some(p.bytes_sent), rtt)
+    })
+}
+
+fn rand_ssrc() -> u32 {
+    use std::hash::{BuildHasher as _, RandomState};
+    (RandomState::new().hash_one(Instant::now()) as u32).max(1)
+}

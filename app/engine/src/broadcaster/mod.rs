@@ -1,0 +1,315 @@
+//! The broadcaster: its tracks' sources encode each frame once and hand it to their sinks (the
+//! network fan-out among them); one peer connection per viewer, each fed the same packets.
+//!
+//! This module is the thin I/O loop: it turns what the signal server and the connections say
+//! into [`fanout`](crate::fanout) inputs and carries out what the state machine decides.
+
+pub mod connection;
+pub mod network;
+pub mod video;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
+use crate::media::{H264, KeyframeRequest, TrackId, TrackSink, TrackSpec};
+use crate::peer::PeerSettings;
+use crate::service::SessionEvents;
+use crate::session::{SessionError, StopSignal};
+use crate::signal::{SignalClient, SignalEvent};
+use connection::Connection;
+use network::OutTrack;
+use video::{PreviewTap, VideoFigures, VideoSettings, VideoTrack};
+
+#[derive(Debug, Clone)]
+pub struct BroadcastSettings {
+    pub server_url: String,
+    pub room: String,
+    pub key: Option<String>,
+    pub video: VideoSettings,
+    pub peer: PeerSettings,
+}
+
+/// What a running broadcast can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BroadcastCommand {
+    /// Fill the preview slot (a window shows it) or stop doing so.
+    Preview(bool),
+}
+
+/// What a broadcast reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BroadcastEvent {
+    /// The hosted signal server is up: where viewers find it.
+    Hosting(crate::hosting::Hosted),
+    /// Everything the broadcast knows about itself, every half second while it changes.
+    Status(Box<BroadcastStatus>),
+}
+
+/// A broadcast's state, in one place.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct BroadcastStatus {
+    /// Connected to the signal server and announced as the broadcaster.
+    pub signal_connected: bool,
+    /// What goes out: the camera's name, or the test pattern and why.
+    pub source: String,
+    /// Viewers the signal server counts in the room (connected or not).
+    pub viewers_in_room: u64,
+    /// Every viewer with a connection, sorted by id.
+    pub viewers: Vec<ViewerSummary>,
+    pub frames_encoded: u64,
+    /// Frames encoded per second over the last half second.
+    pub fps: f64,
+    pub keyframes: u64,
+    pub frames_dropped_late: u64,
+    pub encode_ms_avg: f64,
+    /// Threads encoding the current picture size.
+    pub encoder_threads: u64,
+}
+
+impl BroadcastStatus {
+    /// Viewers whose connection is up.
+    pub fn connected_viewers(&self) -> usize {
+        self.viewers.iter().filter(|v| v.connected).count()
+    }
+}
+
+/// How often the status is sent while it changes.
+pub const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs one attempt at a broadcast until `stop`: its tracks, the signalling, a connection per
+/// viewer. Commands come from `commands`, the status goes to `events`.
+pub async fn run(
+    settings: BroadcastSettings,
+    preview: Option<PreviewTap>,
+    commands: &mut mpsc::Receiver<BroadcastCommand>,
+    events: &SessionEvents,
+    stop: StopSignal,
+) -> Result<(), SessionError> {
+    // The tracks: video (audio joins here as a second track and source).
+    let keyframe = KeyframeRequest::default();
+    let video_spec = TrackSpec {
+        id: TrackId(0),
+        codec: &H264,
+    };
+    let tracks: Arc<[OutTrack]> = Arc::new([OutTrack::new(video_spec)]);
+    let sinks: Vec<Box<dyn TrackSink>> = vec![Box::new(tracks[0].sink())];
+    let video = VideoTrack::start(
+        video_spec,
+        &settings.video,
+        sinks,
+        keyframe.clone(),
+        preview.clone(),
+    )
+    .map_err(|source| SessionError::Thread {
+        what: "media",
+        source,
+    })?;
+    let result = Broadcast {
+        settings: &settings,
+        tracks,
+        keyframe,
+        preview,
+        figures: video.figures(),
+        events,
+    }
+    .signalling(commands, stop)
+    .await;
+    video.stop().await;
+    result
+}
+
+struct Broadcast<'a> {
+    settings: &'a BroadcastSettings,
+    tracks: Arc<[OutTrack]>,
+    keyframe: KeyframeRequest,
+    preview: Option<PreviewTap>,
+    figures: &'a VideoFigures,
+    events: &'a SessionEvents,
+}
+
+/// Reports from every connection, queued for the loop.
+const REPORTS: usize = 1024;
+
+impl Broadcast<'_> {
+    async fn signalling(
+        &self,
+        commands: &mut mpsc::Receiver<BroadcastCommand>,
+        stop: StopSignal,
+    ) -> Result<(), SessionError> {
+        let settings = self.settings;
+        let (sig_tx, mut sig_rx) = mpsc::channel(256);
+        let signal = SignalClient::connect(
+            &settings.server_url,
+            &settings.room,
+            settings.key.as_deref(),
+            sig_tx,
+        )
+        .await
+        .map_err(SessionError::Unreachable)?;
+        let (reports_tx, mut reports) = mpsc::channel(REPORTS);
+        let mut fanout = Fanout::new(Instant::now());
+        let mut conns: HashMap<ConnId, Connection> = HashMap::new();
+        let mut peer = settings.peer.clone();
+        let mut status = StatusKeeper::default();
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = stop.stopped();
+        tokio::pin!(stopped);
+        let mut result = Ok(());
+        loop {
+            let deadline = tokio::time::Instant::from_std(fanout.poll_timeout());
+            tokio::select! {
+                () = &mut stopped => break,
+                Some(command) = commands.recv() => match command {
+                    BroadcastCommand::Preview(on) => {
+                        if let Some(p) = &self.preview {
+                            p.set(on);
+                        }
+                    }
+                },
+                Some(event) = sig_rx.recv() => {
+                    let input = match event {
+                        SignalEvent::Connected => Some(Input::SignalUp),
+                        SignalEvent::Disconnected => Some(Input::SignalDown),
+                        SignalEvent::Watcher(id) => Some(Input::Watcher(id)),
+                        SignalEvent::Answer(id, d) => Some(Input::Answer(id, d)),
+                        SignalEvent::Candidate(id, c) => Some(Input::Candidate(id, c)),
+                        SignalEvent::PeerLeft(id) => Some(Input::ViewerLeft(id)),
+                        // The broadcaster that replaced us left: take the room back.
+                        SignalEvent::BroadcasterLeft => Some(Input::RoomFree),
+                        SignalEvent::Viewers(n) => {
+                            status.viewers_in_room = n;
+                            None
+                        }
+                        SignalEvent::Replaced => {
+                            tracing::warn!("another broadcaster took over this room; resuming when it leaves");
+                            None
+                        }
+                        SignalEvent::Error(e) => {
+                            tracing::warn!("signal server: {e}");
+                            None
+                        }
+                        SignalEvent::IceServers(servers) => {
+                            peer.ice_servers = servers;
+                            None
+                        }
+                        SignalEvent::Lost => {
+                            result = Err(SessionError::Signal(signal.lost()));
+                            break;
+                        }
+                        SignalEvent::Offer(..) | SignalEvent::Broadcaster | SignalEvent::NoBroadcaster => None,
+                    };
+                    if let Some(input) = input {
+                        fanout.handle_input(Instant::now(), input);
+                    }
+                }
+                Some((conn, report)) = reports.recv() => {
+                    fanout.handle_input(Instant::now(), Input::Conn(conn, report));
+                }
+                () = tokio::time::sleep_until(deadline) => fanout.handle_timeout(Instant::now()),
+                _ = status_tick.tick() => {
+                    status.offer(self.events, &fanout, self.figures);
+                }
+            }
+            self.act(&mut fanout, &mut conns, &signal, &peer, &reports_tx)
+                .await;
+        }
+        fanout.close_all();
+        self.act(&mut fanout, &mut conns, &signal, &peer, &reports_tx)
+            .await;
+        signal.disconnect().await;
+        result
+    }
+
+    /// Carries out what the fan-out decided.
+    async fn act(
+        &self,
+        fanout: &mut Fanout,
+        conns: &mut HashMap<ConnId, Connection>,
+        signal: &SignalClient,
+        peer: &PeerSettings,
+        reports: &connection::Reports,
+    ) {
+        while let Some(output) = fanout.poll_output() {
+            match output {
+                Output::Announce => signal.send("broadcaster", vec![]).await,
+                Output::Open { conn, viewer } => {
+                    tracing::debug!(%conn, viewer = %viewer, "offering");
+                    let c =
+                        Connection::open(conn, peer.clone(), self.tracks.clone(), reports.clone());
+                    conns.insert(conn, c);
+                }
+                Output::SendOffer { viewer, offer } => {
+                    signal.send("offer", vec![json!(viewer), offer]).await;
+                }
+                Output::SendCandidate { viewer, candidate } => {
+                    signal
+                        .send("candidate", vec![json!(viewer), candidate])
+                        .await;
+                }
+                Output::Conn(conn, ConnCommand::Close) => {
+                    if let Some(mut c) = conns.remove(&conn) {
+                        c.send(conn, ConnCommand::Close);
+                    }
+                }
+                Output::Conn(conn, command) => {
+                    if let Some(c) = conns.get_mut(&conn) {
+                        c.send(conn, command);
+                    }
+                }
+                Output::Keyframe => self.keyframe.request(),
+            }
+        }
+    }
+}
+
+/// Builds the status from the fan-out and the video figures, and sends it when it changed.
+#[derive(Default)]
+struct StatusKeeper {
+    viewers_in_room: u64,
+    last: Option<BroadcastStatus>,
+    last_frames: Option<(u64, Instant)>,
+}
+
+impl StatusKeeper {
+    fn offer(&mut self, events: &SessionEvents, fanout: &Fanout, figures: &VideoFigures) {
+        let now = Instant::now();
+        let frames_encoded = figures.frames_encoded.load(Ordering::Relaxed);
+        let fps = self.last_frames.map_or(0.0, |(n, at)| {
+            let secs = now.saturating_duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                frames_encoded.saturating_sub(n) as f64 / secs
+            } else {
+                0.0
+            }
+        });
+        self.last_frames = Some((frames_encoded, now));
+        let status = BroadcastStatus {
+            signal_connected: fanout.signal_up(),
+            source: figures.source.lock().clone(),
+            viewers_in_room: self.viewers_in_room,
+            viewers: fanout.viewers(now),
+            frames_encoded,
+            fps,
+            keyframes: figures.keyframes.load(Ordering::Relaxed),
+            frames_dropped_late: figures.frames_dropped_late.load(Ordering::Relaxed),
+            encode_ms_avg: figures.encode_us_total.load(Ordering::Relaxed) as f64
+                / frames_encoded.max(1) as f64
+                / 1e3,
+            encoder_threads: figures.encoder_threads.load(Ordering::Relaxed),
+        };
+        if self.last.as_ref() != Some(&status) {
+            events.offer(crate::service::SessionEvent::Broadcast(
+                BroadcastEvent::Status(Box::new(status.clone())),
+            ));
+            self.last = Some(status);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! What the app remembers between runs (persisted by eframe; a kiosk configuration gives them
+//! instead), the choices it offers, and the engine settings they make.
+
+use serde::{Deserialize, Serialize};
+
+use crate::broadcaster::BroadcastSettings;
+use crate::broadcaster::video::VideoSettings;
+use crate::capture::SourceSpec;
+use crate::codec::EncoderSettings;
+use crate::peer::PeerSettings;
+use crate::values::{BitrateKbps, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl};
+use crate::viewer::ViewSettings;
+
+/// Which screen the app shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Mode {
+    #[default]
+    Broadcaster,
+    Viewer,
+}
+
+/// Everything the user chose. Runtime handles live in the app, never here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub mode: Mode,
+    /// What to broadcast: `test-pattern`, `camera`, `camera:INDEX` or `camera:NAME`.
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+    pub bitrate_kbps: u32,
+    /// Frames between scheduled keyframes.
+    pub keyframe_interval: u32,
+    /// Encoder threads; 0 chooses by picture size.
+    pub encode_threads: u16,
+    /// Host the signal server in this app (broadcaster), or use `server_url`.
+    pub host_server: bool,
+    /// The signal server a viewer watches through, or a broadcaster uses when not hosting.
+    pub server_url: String,
+    pub room: String,
+    /// Broadcaster key for a room on a remote server.
+    pub key: String,
+    /// Show the video as an interactive 360° view.
+    pub sphere: bool,
+    /// Statistics drawn over the video.
+    pub overlay: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Broadcaster,
+            source: "camera".to_owned(),
+            width: 1280,
+            height: 720,
+            fps: 30.0,
+            bitrate_kbps: 2_000,
+            keyframe_interval: EncoderSettings::default().keyframe_interval,
+            encode_threads: 0,
+            host_server: true,
+            server_url: "http://127.0.0.1:4000".to_owned(),
+            room: String::new(),
+            key: String::new(),
+            sphere: false,
+            overlay: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The broadcast these settings describe (its server URL is replaced when hosting), or
+    /// what is wrong with them: checked as the command line and kiosk files are.
+    pub fn broadcast(&self, peer: &PeerSettings) -> Result<BroadcastSettings, String> {
+        let size = FrameSize::new(self.width, self.height)?;
+        let server_url = if self.host_server {
+            String::new()
+        } else {
+            self.server_url.parse::<ServerUrl>()?.to_string()
+        };
+        Ok(BroadcastSettings {
+            server_url,
+            room: self.room.clone(),
+            key: (!self.key.is_empty()).then(|| self.key.clone()),
+            video: VideoSettings {
+                source: self.source.parse::<SourceSpec>()?,
+                width: size.width,
+                height: size.height,
+                encoder: EncoderSettings {
+                    fps: Fps::new(self.fps)?.get(),
+                    bitrate_kbps: BitrateKbps::new(self.bitrate_kbps)?.get(),
+                    keyframe_interval: KeyframeInterval::new(self.keyframe_interval)?.get(),
+                    threads: EncodeThreads::new(self.encode_threads)?.get(),
+                },
+            },
+            peer: peer.clone(),
+        })
+    }
+
+    /// The viewer these settings describe, or what is wrong with them.
+    pub fn view(&self, peer: &PeerSettings) -> Result<ViewSettings, String> {
+        Ok(ViewSettings {
+            server_url: self.server_url.parse::<ServerUrl>()?.to_string(),
+            room: self.room.clone(),
+            peer: peer.clone(),
+        })
+    }
+}
+
+/// Settings given on the command line, each replacing the remembered (or default) one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettingsPatch {
+    pub mode: Option<Mode>,
+    pub source: Option<SourceSpec>,
+    pub size: Option<FrameSize>,
+    pub fps: Option<Fps>,
+    pub bitrate_kbps: Option<BitrateKbps>,
+    pub keyframe_interval: Option<KeyframeInterval>,
+    pub encode_threads: Option<EncodeThreads>,
+    /// Host the signal server here (`Some(true)`), or use `server_url`.
+    pub host_server: Option<bool>,
+    pub server_url: Option<ServerUrl>,
+    pub room: Option<String>,
+    pub key: Option<String>,
+}
+
+impl SettingsPatch {
+    pub fn apply(&self, s: &mut Settings) {
+        if let Some(mode) = self.mode {
+            s.mode = mode;
+        }
+        if let Some(source) = &self.source {
+            s.source = source.to_string();
+        }
+        if let Some(size) = self.size {
+            (s.width, s.height) = (size.width, size.height);
+        }
+        if let Some(fps) = self.fps {
+            s.fps = fps.get();
+        }
+        if let Some(kbps) = self.bitrate_kbps {
+            s.bitrate_kbps = kbps.get();
+        }
+        if let Some(k) = self.keyframe_interval {
+            s.keyframe_interval = k.get();
+        }
+        if let Some(t) = self.encode_threads {
+            s.encode_threads = t.get();
+        }
+        if let Some(host) = self.host_server {
+            s.host_server = host;
+        }
+        if let Some(url) = &self.server_url {
+            s.server_url = url.to_string();
+        }
+        if let Some(room) = &self.room {
+            s.room.clone_from(room);
+        }
+        if let Some(key) = &self.key {
+            s.key.clone_from(key);
+        }
+    }
+}
+
+/// Picture sizes offered, the 2:1 ones for 360° cameras (equirectangular).
+pub const SIZE_PRESETS: &[(u32, u32, &str)] = &[
+    (640, 360, "640×360"),
+    (1280, 720, "1280×720 (720p)"),
+    (1920, 1080, "1920×1080 (1080p)"),
+    (1920, 960, "1920×960 (360°)"),
+    (2880, 1440, "2880×1440 (360°)"),
+    (3840, 1920, "3840×1920 (360° 4K)"),
+];
+
+/// The label of a size, preset or not.
+pub fn size_label(width: u32, height: u32) -> String {
+    SIZE_PRESETS
+        .iter()
+        .find(|(w, h, _)| (*w, *h) == (width, height))
+        .map_or_else(|| format!("{width}×{height}"), |(_, _, l)| (*l).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_a_round_trip_and_missing_fields_take_defaults() {
+        let s = Settings {
+            mode: Mode::Viewer,
+            sphere: true,
+            room: "lab".into(),
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
+        // Settings saved by an older version lack newer fields.
+        let old: Settings = serde_json::from_str(r#"{"mode":"Viewer","room":"x"}"#).unwrap();
+        assert_eq!(old.mode, Mode::Viewer);
+        assert_eq!(old.fps, 30.0);
+        assert!(old.host_server);
+    }
+
+    #[test]
+    fn settings_are_checked_as_the_command_line_checks_them() {
+        let peer = PeerSettings::loopback();
+        let ok = Settings::default().broadcast(&peer).unwrap();
+        assert_eq!((ok.video.width, ok.video.height), (1280, 720));
+        assert!(
+            ok.server_url.is_empty(),
+            "hosting: the hosted server's URL comes later"
+        );
+        let bad = |s: Settings| s.broadcast(&peer).unwrap_err();
+        assert!(
+            bad(Settings {
+                fps: 90.0,
+                ..Settings::default()
+            })
+            .contains("1 to 60")
+        );
+        assert!(
+            bad(Settings {
+                width: 8000,
+                ..Settings::default()
+            })
+            .contains("3840x2160")
+        );
+        assert!(
+            bad(Settings {
+                bitrate_kbps: 5,
+                ..Settings::default()
+            })
+            .contains("100 to 50000")
+        );
+        assert!(
+            bad(Settings {
+                source: "webcam".into(),
+                ..Settings::default()
+            })
+            .contains("unknown source")
+        );
+        let remote = Settings {
+            host_server: false,
+            server_url: "robot:4000".into(),
+            ..Settings::default()
+        };
+        assert!(bad(remote.clone()).contains("http://"));
+        assert!(remote.view(&peer).unwrap_err().contains("http://"));
+        let remote = Settings {
+            server_url: " http://robot:4000/ ".into(),
+            ..remote
+        };
+        assert_eq!(remote.view(&peer).unwrap().server_url, "http://robot:4000");
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let remembered = Settings {
+            sphere: true,
+            room: "lab".into(),
+            fps: 15.0,
+            ..Settings::default()
+        };
+        let mut s = remembered.clone();
+        SettingsPatch {
+            mode: Some(Mode::Viewer),
+            server_url: Some("http://robot:4000".parse().unwrap()),
+            ..SettingsPatch::default()
+        }
+        .apply(&mut s);
+        assert_eq!(s.mode, Mode::Viewer);
+        assert_eq!(s.server_url, "http://robot:4000");
+        assert_eq!((s.room.as_str(), s.fps, s.sphere), ("lab", 15.0, true));
+        SettingsPatch {
+            size: Some("3840x1920".parse().unwrap()),
+            source: Some(SourceSpec::TestPattern),
+            ..SettingsPatch::default()
+        }
+        .apply(&mut s);
+        assert_eq!(
+            (s.width, s.height, s.source.as_str()),
+            (3840, 1920, "test-pattern")
+        );
+    }
+
+    #[test]
+    fn sizes_have_labels() {
+        assert_eq!(size_label(3840, 1920), "3840×1920 (360° 4K)");
+        assert_eq!(size_label(800, 600), "800×600");
+    }
+}

@@ -1,0 +1,314 @@
+//! The values people give Omnicast (on the command line, in a kiosk file, in the window), each
+//! checked in one place with the same limits everywhere. Each parses with `FromStr` (clap and
+//! the kiosk file use that) and is made from numbers with `new` (the window); the error says
+//! what was wrong and what is expected.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use crate::codec;
+
+/// A picture size to encode: from 16×16 up to what openh264 encodes (H.264 level 5.2:
+/// 3840×2160 either way up), rounded down to even numbers (4:2:0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FrameSize {
+    pub const MIN: u32 = 16;
+
+    pub fn new(width: u32, height: u32) -> Result<Self, String> {
+        if width < Self::MIN
+            || height < Self::MIN
+            || !codec::size_supported(width as usize, height as usize)
+        {
+            return Err(format!(
+                "{width}x{height}: from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows"
+            ));
+        }
+        Ok(Self {
+            width: width & !1,
+            height: height & !1,
+        })
+    }
+}
+
+impl FromStr for FrameSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (w, h) = s
+            .split_once(['x', 'X', '×'])
+            .ok_or_else(|| format!("{s:?}: expected WIDTHxHEIGHT, e.g. 1920x960"))?;
+        let (w, h): (u32, u32) = (
+            w.trim().parse().map_err(|_| format!("{s:?}: bad width"))?,
+            h.trim().parse().map_err(|_| format!("{s:?}: bad height"))?,
+        );
+        Self::new(w, h).map_err(|e| format!("{s:?}: {}", e.split_once(": ").map_or(&*e, |p| p.1)))
+    }
+}
+
+impl fmt::Display for FrameSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// Frames per second sent: 1 to 60.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fps(f32);
+
+impl Fps {
+    pub const RANGE: RangeInclusive<f32> = 1.0..=60.0;
+
+    pub fn new(fps: f32) -> Result<Self, String> {
+        if !Self::RANGE.contains(&fps) {
+            return Err(format!("{fps}: expected 1 to 60 frames per second"));
+        }
+        Ok(Self(fps))
+    }
+
+    pub fn get(self) -> f32 {
+        self.0
+    }
+}
+
+impl FromStr for Fps {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::new(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: not a number"))?,
+        )
+    }
+}
+
+/// `n` if it is in `range`, else what is expected.
+fn in_range(n: u32, range: &RangeInclusive<u32>, what: &str) -> Result<u32, String> {
+    if range.contains(&n) {
+        return Ok(n);
+    }
+    Err(format!(
+        "{n}: expected a whole number of {what}, {} to {}",
+        range.start(),
+        range.end()
+    ))
+}
+
+/// A whole number in `range`, given as text (a TOML float such as `2000.0` counts if whole).
+fn whole(s: &str, range: &RangeInclusive<u32>, what: &str) -> Result<u32, String> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: not a number"))?;
+    if n.fract() != 0.0 || !(0.0..=f64::from(u32::MAX)).contains(&n) {
+        return Err(format!("{s}: expected a whole number of {what}"));
+    }
+    in_range(n as u32, range, what)
+}
+
+/// The encoder's target bitrate in kbit/s: 100 to 50,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitrateKbps(u32);
+
+impl BitrateKbps {
+    pub const RANGE: RangeInclusive<u32> = 100..=50_000;
+
+    pub fn new(kbps: u32) -> Result<Self, String> {
+        in_range(kbps, &Self::RANGE, "kbit/s").map(Self)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for BitrateKbps {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        whole(s, &Self::RANGE, "kbit/s").map(Self)
+    }
+}
+
+/// Frames between scheduled keyframes: 1 to 3,600 (viewers that join or ask get one sooner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyframeInterval(u32);
+
+impl KeyframeInterval {
+    pub const RANGE: RangeInclusive<u32> = 1..=3_600;
+
+    pub fn new(frames: u32) -> Result<Self, String> {
+        in_range(frames, &Self::RANGE, "frames").map(Self)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for KeyframeInterval {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        whole(s, &Self::RANGE, "frames").map(Self)
+    }
+}
+
+/// Encoder threads: 1 to 4 (openh264's most), or 0 to choose by picture size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeThreads(u16);
+
+impl EncodeThreads {
+    pub fn new(threads: u16) -> Result<Self, String> {
+        if threads > codec::MAX_ENCODER_THREADS {
+            return Err(format!(
+                "{threads}: expected 1 to {} threads, or 0 to choose by picture size",
+                codec::MAX_ENCODER_THREADS
+            ));
+        }
+        Ok(Self(threads))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl FromStr for EncodeThreads {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let range = 0..=u32::from(codec::MAX_ENCODER_THREADS);
+        whole(s, &range, "threads (0 chooses by picture size)").map(|n| Self(n as u16))
+    }
+}
+
+/// A signal server's address: an `http://` or `https://` URL with a host, no trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(String);
+
+impl ServerUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ServerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let rest = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"))
+            .ok_or_else(|| format!("{s:?}: expected an http:// or https:// URL"))?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!("{s:?}: the URL has no host"));
+        }
+        if rest.contains(char::is_whitespace) {
+            return Err(format!("{s:?}: a URL has no spaces"));
+        }
+        if let Some((_, port)) = host.rsplit_once(':')
+            && !host.ends_with(']')
+            && port.parse::<u16>().is_err()
+        {
+            return Err(format!("{s:?}: {port:?} is not a port number"));
+        }
+        Ok(Self(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_within_what_h264_allows() {
+        assert_eq!(
+            "1920x960".parse::<FrameSize>(),
+            Ok(FrameSize {
+                width: 1920,
+                height: 960
+            })
+        );
+        assert_eq!(
+            "641X361".parse::<FrameSize>().unwrap().to_string(),
+            "640x360"
+        );
+        let err = "12by7".parse::<FrameSize>().unwrap_err();
+        assert!(err.contains("expected WIDTHxHEIGHT"), "{err}");
+        let err = "7680x3840".parse::<FrameSize>().unwrap_err();
+        assert!(
+            err.starts_with("\"7680x3840\": from 16x16 up to 3840x2160"),
+            "{err}"
+        );
+        assert!("8x8".parse::<FrameSize>().is_err());
+        assert!(FrameSize::new(2160, 3840).is_ok());
+    }
+
+    #[test]
+    fn rates_and_counts_have_one_range_each() {
+        assert_eq!("30".parse::<Fps>().unwrap().get(), 30.0);
+        assert!("0".parse::<Fps>().unwrap_err().contains("1 to 60"));
+        assert!("61".parse::<Fps>().is_err() && "x".parse::<Fps>().is_err());
+        assert!(
+            Fps::new(120.0).is_err(),
+            "the same limit as the window and kiosk"
+        );
+        assert_eq!("2000".parse::<BitrateKbps>().unwrap().get(), 2000);
+        assert_eq!("2000.0".parse::<BitrateKbps>().unwrap().get(), 2000);
+        let err = "99".parse::<BitrateKbps>().unwrap_err();
+        assert!(err.contains("100 to 50000"), "{err}");
+        assert!(
+            "150.5"
+                .parse::<BitrateKbps>()
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!("-5".parse::<BitrateKbps>().is_err());
+        assert!(BitrateKbps::new(60_000).is_err());
+        assert!("0".parse::<KeyframeInterval>().is_err());
+        assert_eq!("60".parse::<KeyframeInterval>().unwrap().get(), 60);
+        assert_eq!("0".parse::<EncodeThreads>().unwrap().get(), 0);
+        assert!(
+            "9".parse::<EncodeThreads>()
+                .unwrap_err()
+                .contains("0 chooses")
+        );
+    }
+
+    #[test]
+    fn server_urls_need_a_scheme_and_a_host() {
+        assert_eq!(
+            " http://robot.local:4000/ "
+                .parse::<ServerUrl>()
+                .unwrap()
+                .as_str(),
+            "http://robot.local:4000"
+        );
+        assert!("https://[::1]:4000".parse::<ServerUrl>().is_ok());
+        for (bad, says) in [
+            ("robot:4000", "http:// or https://"),
+            ("http://", "no host"),
+            ("http:///x", "no host"),
+            ("http://robot:port", "not a port number"),
+            ("http://ro bot", "no spaces"),
+        ] {
+            let err = bad.parse::<ServerUrl>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The display sink: video frames decoded on their own thread (`omnicast-decode`) into a
+//! latest-frame slot that whoever shows them takes from (the window's texture, a snapshot).
+//! Decoded pictures stay I420: converting to RGB is the display's shader's work.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use super::{Figures, MAX_LATENCY_SAMPLES, ViewContext, ViewSink};
+use crate::codec::H264Decoder;
+use crate::frame::{FrameSlot, I420, VideoFrame};
+use crate::media::{EncodedFrame, KeyframeRequest, MediaKind, TrackSink, TrackSpec};
+use crate::stamp;
+
+/// A freeze: no new frame for this long while frames flow.
+const FREEZE: Duration = Duration::from_millis(500);
+/// Frames queued for the decoder; a fuller queue means it cannot keep up.
+const DECODE_QUEUE: usize = 64;
+
+/// Decodes the video track into `slot`.
+pub struct Display {
+    slot: Arc<FrameSlot>,
+}
+
+impl Display {
+    pub fn new(slot: Arc<FrameSlot>) -> Self {
+        Self { slot }
+    }
+}
+
+impl ViewSink for Display {
+    fn sink_for(&self, track: &TrackSpec, ctx: &ViewContext) -> Option<Box<dyn TrackSink>> {
+        if track.kind() != MediaKind::Video {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(DECODE_QUEUE);
+        let decoder = Decoding {
+            slot: self.slot.clone(),
+            figures: ctx.figures.clone(),
+            keyframe: ctx.keyframe.clone(),
+            started: ctx.started,
+            is_keyframe: track.codec.is_keyframe,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("omnicast-decode".into())
+            .spawn(move || decoder.run(rx));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the decoder thread: {e}");
+            return None;
+        }
+        Some(Box::new(DecodeSink {
+            frames: tx,
+            keyframe: ctx.keyframe.clone(),
+        }))
+    }
+}
+
+/// Hands frames to the decoder thread; ends it when dropped.
+struct DecodeSink {
+    frames: SyncSender<EncodedFrame>,
+    keyframe: KeyframeRequest,
+}
+
+impl TrackSink for DecodeSink {
+    fn accept(&mut self, frame: &EncodedFrame) {
+        if let Err(TrySendError::Full(_)) = self.frames.try_send(frame.clone()) {
+            // The decoder cannot keep up: drop, and resync on a keyframe.
+            self.keyframe.request();
+        }
+    }
+
+    fn lost(&mut self, _packets: u32) {
+        self.keyframe.request();
+    }
+}
+
+struct Decoding {
+    slot: Arc<FrameSlot>,
+    figures: Arc<Figures>,
+    keyframe: KeyframeRequest,
+    started: Instant,
+    is_keyframe: fn(&[u8]) -> bool,
+}
+
+impl Decoding {
+    fn run(self, frames: Receiver<EncodedFrame>) {
+        let mut decoder = match H264Decoder::new() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        let mut picture = I420::default();
+        let mut index = 0u64;
+        let mut last_frame: Option<Instant> = None;
+        let mut synced = false;
+        while let Ok(frame) = frames.recv() {
+            // A decoder can only start on a keyframe (SPS, PPS, IDR): skip what comes before.
+            if !synced {
+                if !(self.is_keyframe)(&frame.data) {
+                    self.keyframe.request();
+                    continue;
+                }
+                synced = true;
+            }
+            let t0 = Instant::now();
+            match decoder.decode(&frame.data, &mut picture) {
+                Ok(Some(d)) => {
+                    let decode_us = t0.elapsed().as_micros() as u64;
+                    let now_ms = stamp::unix_ms_wrapping();
+                    index += 1;
+                    let now = Instant::now();
+                    let froze = last_frame.is_some_and(|t| now - t > FREEZE);
+                    last_frame = Some(now);
+                    let (width, height) = (picture.width(), picture.height());
+                    let started = self.started;
+                    self.figures.update(|s| {
+                        s.width = width;
+                        s.height = height;
+                        s.frames_decoded += 1;
+                        s.decode_us_total += decode_us;
+                        s.freezes += u64::from(froze);
+                        let at = started.elapsed().as_millis() as u64;
+                        s.first_frame_ms.get_or_insert(at);
+                        s.timeline_ms.entry("6 first frame").or_insert(at);
+                        if let Some(st) = d.stamp {
+                            s.frames_with_stamp += 1;
+                            if let Some(prev) = s.last_seq {
+                                let gap = st.seq.wrapping_sub(prev);
+                                if gap == 0 || gap > u32::MAX / 2 {
+                                    s.frames_out_of_order += 1;
+                                } else {
+                                    s.frames_lost += u64::from(gap - 1);
+                                }
+                            }
+                            s.first_seq.get_or_insert(st.seq);
+                            s.last_seq = Some(st.seq);
+                            if s.latency_ms.len() >= MAX_LATENCY_SAMPLES {
+                                s.latency_ms.pop_front();
+                            }
+                            s.latency_ms.push_back(st.age_ms(now_ms));
+                        }
+                    });
+                    if index == 1 {
+                        self.figures.mark_live();
+                    }
+                    // Hand the picture over without copying; decode the next one into the
+                    // buffer of the one it replaces if nobody took that, else into one the
+                    // display handed back.
+                    let replaced = self.slot.put(VideoFrame {
+                        picture: std::mem::take(&mut picture),
+                        stamp: d.stamp,
+                        index,
+                    });
+                    picture = self
+                        .slot
+                        .reuse(replaced)
+                        .map(|f| f.picture)
+                        .unwrap_or_default();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("decode: {e}");
+                    synced = false;
+                    self.figures.update(|s| {
+                        s.decode_errors += 1;
+                        s.last_decode_error = Some(format!(
+                            "{e} (access unit of {} bytes, frame {index})",
+                            frame.data.len()
+                        ));
+                    });
+                    self.keyframe.request();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The viewer: answers the broadcaster's offer and hands what arrives on each track to that
+//! track's sinks ([`receive`]): the decoder and its latest-frame slot ([`display`]), later a
+//! recorder or audio output. Which sinks a viewer has is chosen where it is planned (a
+//! [`ViewSink`] each); with none, it only receives and counts (load generation).
+
+pub mod display;
+mod receive;
+
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use webrtc::peer_connection::{
+    PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
+
+use crate::media::{KeyframeRequest, TrackId, TrackSink, TrackSpec};
+use crate::peer::{self, ConnId, PeerEvent, PeerSettings};
+use crate::service::{SessionEvent, SessionEvents};
+use crate::session::{SessionError, StopSignal};
+use crate::signal::{SignalClient, SignalEvent};
+
+#[derive(Debug, Clone)]
+pub struct ViewSettings {
+    pub server_url: String,
+    pub room: String,
+    pub peer: PeerSettings,
+}
+
+/// What the viewer is doing within an attempt (the session says when it is retrying).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewState {
+    Connecting,
+    WaitingForBroadcaster,
+    /// An offer came and was answered; the connection is being made.
+    Negotiating,
+    /// Connected to the broadcaster: media flows.
+    Live,
+    BroadcasterLeft,
+}
+
+impl std::fmt::Display for ViewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connecting => "connecting to the signal server",
+            Self::WaitingForBroadcaster => "waiting for the broadcaster",
+            Self::Negotiating => "connecting to the broadcaster",
+            Self::Live => "live",
+            Self::BroadcasterLeft => "the broadcaster left",
+        })
+    }
+}
+
+/// What a viewer reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewEvent {
+    State(ViewState),
+    /// Its figures, every half second while they change.
+    Stats(Box<ViewerStats>),
+}
+
+/// Receive-side figures.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct ViewerStats {
+    pub width: usize,
+    pub height: usize,
+    pub frames_decoded: u64,
+    pub frames_with_stamp: u64,
+    /// Frames missing between consecutive stamps (lost or skipped before us).
+    pub frames_lost: u64,
+    pub frames_out_of_order: u64,
+    pub packets_received: u64,
+    /// Frames completed (RTP marker bit), counted without decoding.
+    pub frames_received: u64,
+    pub packets_lost: u64,
+    pub bytes_received: u64,
+    pub decode_errors: u64,
+    pub last_decode_error: Option<String>,
+    pub keyframe_requests: u64,
+    pub first_frame_ms: Option<u64>,
+    /// When each step of the first connection happened, ms after start: where a slow start
+    /// spent its time.
+    pub timeline_ms: BTreeMap<&'static str, u64>,
+    /// Stamp sequence numbers of the first and last frames decoded.
+    pub first_seq: Option<u32>,
+    pub last_seq: Option<u32>,
+    /// Glass-to-glass latency of the most recent stamped frames, oldest first.
+    pub latency_ms: VecDeque<u32>,
+    pub decode_us_total: u64,
+    pub freezes: u64,
+    /// Round-trip time of the connection (ICE candidate pair), milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Over the time since the first decoded frame.
+    pub fps_decoded: f64,
+    pub fps_received: f64,
+    pub bitrate_kbps: f64,
+    pub decode_ms_avg: f64,
+}
+
+/// Latency samples kept (the most recent: 20 s at 30 fps).
+pub const MAX_LATENCY_SAMPLES: usize = 600;
+
+/// The viewer's figures as its tasks and threads write them.
+#[derive(Default)]
+pub struct Figures {
+    inner: Mutex<ViewerStats>,
+    /// When the first frame was decoded, with the frames and bytes received by then (rates are
+    /// measured from there).
+    live_since: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+impl Figures {
+    pub fn update(&self, f: impl FnOnce(&mut ViewerStats)) {
+        f(&mut self.inner.lock());
+    }
+
+    /// Records that the first frame was decoded now.
+    pub fn mark_live(&self) {
+        let s = self.inner.lock();
+        self.live_since
+            .lock()
+            .get_or_insert((Instant::now(), s.frames_received, s.bytes_received));
+    }
+
+    /// Records when a step of the first connection happened (later repeats are ignored).
+    pub fn mark(&self, step: &'static str, started: Instant) {
+        let at = started.elapsed().as_millis() as u64;
+        self.update(|s| {
+            s.timeline_ms.entry(step).or_insert(at);
+        });
+    }
+
+    /// The figures now, rates included.
+    pub fn snapshot(&self) -> ViewerStats {
+        let mut s = self.inner.lock().clone();
+        if let Some((since, frames0, bytes0)) = *self.live_since.lock() {
+            let secs = since.elapsed().as_secs_f64();
+            if secs > 0.0 {
+                s.fps_decoded = (s.frames_decoded.saturating_sub(1)) as f64 / secs;
+                s.fps_received = s.frames_received.saturating_sub(frames0) as f64 / secs;
+                s.bitrate_kbps =
+                    s.bytes_received.saturating_sub(bytes0) as f64 * 8.0 / 1000.0 / secs;
+            }
+        }
+        if s.frames_decoded > 0 {
+            s.decode_ms_avg = s.decode_us_total as f64 / s.frames_decoded as f64 / 1000.0;
+        }
+        s
+    }
+}
+
+/// What a viewer's sinks get to work with.
+#[derive(Clone)]
+pub struct ViewContext {
+    pub figures: Arc<Figures>,
+    /// When the viewer started (timelines count from here).
+    pub started: Instant,
+    /// Set to ask the sender for a keyframe (a PLI goes out, at most every half second).
+    pub keyframe: KeyframeRequest,
+}
+
+/// A kind of sink a viewer hands its tracks to: makes one for each track it wants.
+pub trait ViewSink: Send + Sync {
+    fn sink_for(&self, track: &TrackSpec, ctx: &ViewContext) -> Option<Box<dyn TrackSink>>;
+}
+
+/// How often the figures are sent while they change, and the round trip is measured.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The connection to the broadcaster being made or in use.
+struct Current {
+    conn: ConnId,
+    broadcaster: String,
+    pc: Arc<dyn PeerConnection>,
+}
+
+/// Closes the current connection, if any, without waiting for it.
+fn close(current: &mut Option<Current>) {
+    if let Some(c) = current.take() {
+        tokio::spawn(async move {
+            let _ = c.pc.close().await;
+        });
+    }
+}
+
+/// Runs one attempt at watching until `stop`; each track's frames go to `sinks`.
+pub async fn run(
+    settings: ViewSettings,
+    sinks: Arc<[Arc<dyn ViewSink>]>,
+    events: &SessionEvents,
+    stop: StopSignal,
+) -> Result<(), SessionError> {
+    let started = Instant::now();
+    let figures = Arc::new(Figures::default());
+    let mut state = State::new(events);
+    state.set(ViewState::Connecting).await;
+    let (sig_tx, mut sig_rx) = mpsc::channel(256);
+    let signal = SignalClient::connect(&settings.server_url, &settings.room, None, sig_tx)
+        .await
+        .map_err(SessionError::Unreachable)?;
+    let (peer_tx, mut peer_rx) = mpsc::channel::<(ConnId, PeerEvent)>(64);
+    let mut current: Option<Current> = None;
+    let (mut next_conn, mut next_track) = (1, 0);
+    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+    stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rtt: Option<tokio::task::JoinHandle<()>> = None;
+    let mut last_stats = None;
+    let mut peer_settings = settings.peer.clone();
+    let stopped = stop.stopped();
+    tokio::pin!(stopped);
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            _ = stats_tick.tick() => {
+                let s = figures.snapshot();
+                if last_stats.as_ref() != Some(&s) {
+                    events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(s.clone()))));
+                    last_stats = Some(s);
+                }
+            }
+            Some(event) = sig_rx.recv() => match event {
+                SignalEvent::Connected => {
+                    figures.mark("1 signalling", started);
+                    state.set(ViewState::WaitingForBroadcaster).await;
+                    signal.send("watcher", vec![]).await;
+                }
+                SignalEvent::Broadcaster => {
+                    close(&mut current);
+                    signal.send("watcher", vec![]).await;
+                }
+                // The picture keeps coming peer to peer; the signalling reconnects by itself.
+                SignalEvent::Disconnected => {}
+                SignalEvent::Lost => {
+                    result = Err(SessionError::Signal(signal.lost()));
+                    break;
+                }
+                SignalEvent::NoBroadcaster => state.set(ViewState::WaitingForBroadcaster).await,
+                SignalEvent::BroadcasterLeft => {
+                    close(&mut current);
+                    state.set(ViewState::BroadcasterLeft).await;
+                }
+                SignalEvent::PeerLeft(id) => {
+                    if current.as_ref().is_some_and(|c| c.broadcaster == id) {
+                        close(&mut current);
+                        state.set(ViewState::BroadcasterLeft).await;
+                    }
+                }
+                SignalEvent::Offer(from, desc) => {
+                    close(&mut current);
+                    figures.mark("2 offer", started);
+                    state.set(ViewState::Negotiating).await;
+                    let conn = ConnId(next_conn);
+                    next_conn += 1;
+                    match answer(&peer_settings, conn, &from, desc, &peer_tx).await {
+                        Ok((pc, answer)) => {
+                            signal.send("answer", vec![json!(from), answer]).await;
+                            figures.mark("3 answered", started);
+                            current = Some(Current { conn, broadcaster: from, pc });
+                        }
+                        Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
+                    }
+                }
+                SignalEvent::Candidate(from, c) => {
+                    if let Some(cur) = &current
+                        && cur.broadcaster == from
+                    {
+                        match peer::candidate(c) {
+                            Ok(c) => {
+                                if let Err(e) = cur.pc.add_ice_candidate(c).await {
+                                    tracing::debug!("unusable candidate: {e}");
+                                }
+                            }
+                            Err(e) => tracing::debug!("{e}"),
+                        }
+                    }
+                }
+                SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
+                SignalEvent::IceServers(servers) => peer_settings.ice_servers = servers,
+                SignalEvent::Watcher(_)
+                | SignalEvent::Answer(..)
+                | SignalEvent::Viewers(_)
+                | SignalEvent::Replaced => {}
+            },
+            Some((conn, event)) = peer_rx.recv() => {
+                // A connection that was replaced has nothing more to say.
+                let Some(cur) = current.as_ref().filter(|c| c.conn == conn) else {
+                    continue;
+                };
+                match event {
+                    PeerEvent::Candidate(c) => {
+                        signal.send("candidate", vec![json!(cur.broadcaster), c]).await;
+                    }
+                    PeerEvent::State(s) => {
+                        tracing::debug!(%conn, "connection {s}");
+                        match s {
+                            RTCPeerConnectionState::Connected => {
+                                figures.mark("4b connected (DTLS)", started);
+                                tracing::info!("connected to the broadcaster ({})", cur.broadcaster);
+                                if let Some(old) = rtt.replace(tokio::spawn(measure_rtt(cur.pc.clone(), figures.clone()))) {
+                                    old.abort();
+                                }
+                                state.set(ViewState::Live).await;
+                            }
+                            RTCPeerConnectionState::Failed => {
+                                // Ask again: the broadcaster offers a fresh connection.
+                                close(&mut current);
+                                state.set(ViewState::WaitingForBroadcaster).await;
+                                signal.send("watcher", vec![]).await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    PeerEvent::IceConnected => figures.mark("4a ICE connected", started),
+                    PeerEvent::Track(track) => {
+                        let ctx = ViewContext {
+                            figures: figures.clone(),
+                            started,
+                            keyframe: KeyframeRequest::default(),
+                        };
+                        let id = TrackId(next_track);
+                        next_track += 1;
+                        tokio::spawn(receive::receive(track, id, sinks.clone(), ctx));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(task) = rtt {
+        task.abort();
+    }
+    close(&mut current);
+    signal.disconnect().await;
+    // The last figures, so a caller that stops after N frames sees them.
+    events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(
+        figures.snapshot(),
+    ))));
+    result
+}
+
+/// The view state, sent whenever it changes.
+struct State<'a> {
+    now: Option<ViewState>,
+    events: &'a SessionEvents,
+}
+
+impl<'a> State<'a> {
+    fn new(events: &'a SessionEvents) -> Self {
+        Self { now: None, events }
+    }
+
+    async fn set(&mut self, state: ViewState) {
+        if self.now != Some(state) {
+            self.now = Some(state);
+            self.events
+                .send(SessionEvent::View(ViewEvent::State(state)))
+                .await;
+        }
+    }
+}
+
+/// Measures the connection's round trip every [`STATS_INTERVAL`] (off the event loop).
+async fn measure_rtt(pc: Arc<dyn PeerConnection>, figures: Arc<Figures>) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tick.tick().await;
+        let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let rtt = report.iter().find_map(|e| match e {
+            RTCStatsReportEntry::IceCandidatePair(p) if p.current_round_trip_time > 0.0 => {
+                Some(p.current_round_trip_time * 1000.0)
+            }
+            _ => None,
+        });
+        if rtt.is_some() {
+            figures.update(|s| s.rtt_ms = rtt);
+        }
+    }
+}
+
+async fn answer(
+    settings: &PeerSettings,
+    conn: ConnId,
+    from: &str,
+    offer: Value,
+    events: &mpsc::Sender<(ConnId, PeerEvent)>,
+) -> Result<(Arc<dyn PeerConnection>, Value), peer::PeerError> {
+    let offer = peer::description(offer)?;
+    let pc = peer::build(settings, true, conn, events.clone()).await?;
+    let result = async {
+        pc.set_remote_description(offer).await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer.clone()).await?;
+        Ok::<_, webrtc::error::Error>(answer)
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            tracing::debug!(broadcaster = from, "answered");
+            Ok((pc, peer::description_json(&answer)))
+        }
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e.into())
+        }
+    }
+}

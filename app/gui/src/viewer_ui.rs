@@ -1,0 +1,245 @@
+//! The viewer screen: server and room, connect/disconnect; the video filling the area (flat,
+//! keeping its aspect, or as an interactive 360° view), a statistics overlay, snapshots, full
+//! screen, and what is going on when there is no picture.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use eframe::egui;
+use omnicast_engine::frame::FrameSlot;
+use omnicast_engine::service::{Plan, ViewPlan};
+use omnicast_engine::session::{Retry, SessionState};
+use omnicast_engine::viewer::display::Display;
+use omnicast_engine::viewer::{ViewState, ViewerStats};
+
+use super::broadcaster_ui::fit;
+use super::{OmnicastApp, Shown, Viewing, describe};
+
+/// How fast a held arrow key turns the 360° view, degrees a second.
+const KEY_TURN_DEG_PER_S: f32 = 90.0;
+
+impl OmnicastApp {
+    pub(super) fn start_viewing(&mut self) {
+        let settings = match self.settings.view(&self.options.peer) {
+            Ok(settings) => settings,
+            Err(e) => {
+                self.say(format!("Cannot connect: {e}"));
+                return;
+            }
+        };
+        let slot = Arc::new(FrameSlot::default());
+        let wake = self.ctx.clone();
+        slot.set_waker(move || wake.request_repaint());
+        let plan = ViewPlan {
+            settings,
+            sinks: vec![Arc::new(Display::new(slot.clone()))],
+            retry: Retry::Forever,
+        };
+        match self.service.start_session(Plan::View(Box::new(plan))) {
+            Ok(id) => {
+                self.viewing = Some(Viewing {
+                    id,
+                    state: SessionState::Running,
+                    view: None,
+                    stats: None,
+                    slot,
+                });
+            }
+            Err(e) => self.say(format!("Cannot connect: {e}")),
+        }
+    }
+
+    pub(super) fn stop_viewing(&mut self) {
+        if let Some(v) = self.viewing.take() {
+            self.stop_session(v.id);
+        }
+        self.latest = None;
+    }
+
+    fn save_snapshot(&mut self) {
+        let Some(frame) = self.latest.clone() else {
+            self.say("No picture to save yet");
+            return;
+        };
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let path = self
+            .options
+            .snapshot_dir
+            .join(format!("omnicast-snapshot-{ms}.png"));
+        if let Err(e) = self.service.save_snapshot(frame, path) {
+            self.say(format!("Snapshot not saved: {e}"));
+        }
+    }
+
+    pub(super) fn viewer_ui(&mut self, ui: &mut egui::Ui, bare: bool) {
+        if !bare && !self.options.kiosk {
+            egui::Panel::top("viewer controls").show(ui, |ui| self.viewer_controls_ui(ui));
+        }
+        egui::CentralPanel::no_frame()
+            .frame(egui::Frame::NONE.fill(egui::Color32::from_gray(12)))
+            .show(ui, |ui| self.video_ui(ui));
+    }
+
+    fn viewer_controls_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let viewing = self.viewing.is_some();
+            ui.add_enabled_ui(!viewing, |ui| {
+                let label = ui.label("Server");
+                let edit = egui::TextEdit::singleline(&mut self.settings.server_url);
+                ui.add(edit.desired_width(220.0)).labelled_by(label.id);
+                let label = ui.label("Room");
+                let edit = egui::TextEdit::singleline(&mut self.settings.room);
+                ui.add(edit.desired_width(90.0)).labelled_by(label.id);
+            });
+            if viewing {
+                if ui.button("Disconnect").clicked() {
+                    self.stop_viewing();
+                }
+            } else if ui.button("Connect").clicked() {
+                self.start_viewing();
+            }
+            ui.separator();
+            ui.add_enabled(
+                self.has_gpu,
+                egui::Checkbox::new(&mut self.settings.sphere, "360° view"),
+            );
+            if self.settings.sphere && ui.button("Reset view").clicked() {
+                self.sphere = Default::default();
+            }
+            ui.checkbox(&mut self.settings.overlay, "Statistics");
+            if ui
+                .add_enabled(self.latest.is_some(), egui::Button::new("Snapshot"))
+                .clicked()
+            {
+                self.save_snapshot();
+            }
+        });
+    }
+
+    fn video_ui(&mut self, ui: &mut egui::Ui) {
+        let area = ui.available_rect_before_wrap();
+        let response = ui.allocate_rect(area, egui::Sense::click_and_drag());
+        if response.double_clicked() {
+            self.toggle_fullscreen(ui.ctx());
+        }
+        let state = self.viewing.as_ref().and_then(|v| v.view);
+        let showing =
+            self.latest.is_some() && self.video.is_some() && state == Some(ViewState::Live);
+        if showing && self.settings.sphere {
+            self.sphere_input(ui, &response, area);
+        }
+        if showing && let Some(video) = &self.video {
+            if self.settings.sphere {
+                ui.painter().add(video.sphere_shape(area, self.sphere));
+            } else {
+                let rect =
+                    egui::Rect::from_center_size(area.center(), fit(video.size(), area.size()));
+                ui.painter().add(video.flat_shape(rect));
+            }
+        } else {
+            let message = self.status_message(state);
+            let text = egui::RichText::new(message)
+                .size(20.0)
+                .color(egui::Color32::from_gray(200));
+            ui.put(area, egui::Label::new(text));
+        }
+        if self.settings.overlay
+            && let Some(stats) = self.viewer_stats()
+        {
+            overlay_ui(ui, area, stats, self.shown);
+        }
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Video, true, "video"));
+    }
+
+    fn status_message(&self, state: Option<ViewState>) -> String {
+        let Some(v) = &self.viewing else {
+            return "Not connected. Enter the signal server and press Connect.".to_owned();
+        };
+        if let SessionState::Retrying { .. } = &v.state {
+            return format!("Reconnecting: {}", describe(&v.state));
+        }
+        match state {
+            None | Some(ViewState::Connecting) => "Connecting…".to_owned(),
+            Some(ViewState::WaitingForBroadcaster) => "Waiting for the broadcaster…".to_owned(),
+            Some(ViewState::Negotiating) => "Connecting to the broadcaster…".to_owned(),
+            Some(ViewState::Live) => "Waiting for the first picture…".to_owned(),
+            Some(ViewState::BroadcasterLeft) => {
+                "The broadcaster left. Waiting for it to come back…".to_owned()
+            }
+        }
+    }
+
+    /// Drag and arrow keys look around, the wheel zooms.
+    fn sphere_input(&mut self, ui: &egui::Ui, response: &egui::Response, area: egui::Rect) {
+        if response.dragged() {
+            self.sphere.drag(response.drag_delta(), area.height());
+        }
+        let (scroll, dt, keys) = ui.input(|i| {
+            (
+                i.smooth_scroll_delta.y,
+                i.stable_dt.min(0.1),
+                [
+                    i.key_down(egui::Key::ArrowLeft),
+                    i.key_down(egui::Key::ArrowRight),
+                    i.key_down(egui::Key::ArrowUp),
+                    i.key_down(egui::Key::ArrowDown),
+                ],
+            )
+        });
+        if response.hovered() && scroll != 0.0 {
+            self.sphere.zoom(scroll);
+        }
+        let [left, right, up, down] = keys.map(f32::from);
+        if left + right + up + down > 0.0 {
+            let step = KEY_TURN_DEG_PER_S * dt;
+            self.sphere.turn((right - left) * step, (up - down) * step);
+            ui.ctx().request_repaint();
+        }
+    }
+}
+
+/// The statistics shown over the video's top-left corner.
+fn overlay_ui(ui: &egui::Ui, area: egui::Rect, s: &ViewerStats, shown: Shown) {
+    let mut latency: Vec<u32> = s.latency_ms.iter().rev().take(90).copied().collect();
+    latency.sort_unstable();
+    let median = latency.get(latency.len() / 2);
+    let lines = [
+        format!("{}×{}", s.width, s.height),
+        format!(
+            "{:.1} fps shown, {:.1} decoded, {:.1} received",
+            shown.fps(),
+            s.fps_decoded,
+            s.fps_received
+        ),
+        format!("{:.0} kbit/s", s.bitrate_kbps),
+        format!(
+            "RTT {}",
+            s.rtt_ms
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.1} ms"))
+        ),
+        format!("loss: {} packets, {} frames", s.packets_lost, s.frames_lost),
+        format!(
+            "latency {}",
+            median.map_or_else(|| "— (no stamp)".to_owned(), |m| format!("{m} ms"))
+        ),
+        format!("decode {:.1} ms", s.decode_ms_avg),
+    ];
+    egui::Area::new(egui::Id::unique("statistics overlay"))
+        .fixed_pos(area.min + egui::vec2(12.0, 12.0))
+        .order(egui::Order::Foreground)
+        .interactable(false)
+        .show(ui.ctx(), |ui| {
+            egui::Frame::NONE
+                .fill(egui::Color32::from_black_alpha(170))
+                .corner_radius(6.0)
+                .inner_margin(8.0)
+                .show(ui, |ui| {
+                    let text = egui::RichText::new(lines.join("\n"))
+                        .monospace()
+                        .color(egui::Color32::from_gray(230));
+                    ui.add(egui::Label::new(text).wrap_mode(egui::TextWrapMode::Extend));
+                });
+        });
+}
