@@ -152,6 +152,10 @@ struct ViewArgs {
     /// Room on the signal server [default: the classic single room].
     #[arg(long)]
     room: Option<String>,
+    /// How the window shows the picture: flat, or 360 (an equirectangular picture as a view
+    /// to look around in) [default: as last used].
+    #[arg(long, value_enum)]
+    view: Option<Projection>,
     /// Exit after this many frames (decoded; in the window, shown).
     #[arg(long)]
     frames: Option<u64>,
@@ -165,6 +169,13 @@ struct ViewArgs {
     media: MediaArgs,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Projection {
+    Flat,
+    #[value(name = "360")]
+    Sphere,
+}
+
 impl BroadcastArgs {
     fn patch(&self) -> SettingsPatch {
         SettingsPatch {
@@ -175,10 +186,12 @@ impl BroadcastArgs {
             bitrate_kbps: self.bitrate_kbps,
             keyframe_interval: self.keyframe_interval,
             encode_threads: self.encode_threads,
-            host_server: Some(self.server.is_none()),
+            // A server given means not hosting one; none given leaves the choice as it was.
+            host_server: self.server.as_ref().map(|_| false),
             server_url: self.server.clone(),
             room: self.room.clone(),
             key: self.key.clone(),
+            sphere: None,
         }
     }
 }
@@ -189,6 +202,7 @@ impl ViewArgs {
             mode: Some(Mode::Viewer),
             server_url: self.server.clone(),
             room: self.room.clone(),
+            sphere: self.view.map(|v| matches!(v, Projection::Sphere)),
             ..SettingsPatch::default()
         }
     }

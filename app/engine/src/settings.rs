@@ -122,6 +122,8 @@ pub struct SettingsPatch {
     pub server_url: Option<ServerUrl>,
     pub room: Option<String>,
     pub key: Option<String>,
+    /// Show the picture as a 360° view (`Some(true)`) or flat.
+    pub sphere: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -158,6 +160,9 @@ impl SettingsPatch {
         }
         if let Some(key) = &self.key {
             s.key.clone_from(key);
+        }
+        if let Some(sphere) = self.sphere {
+            s.sphere = sphere;
         }
     }
 }
