@@ -25,6 +25,7 @@ use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
 use omnicast_engine::values::{
     BitrateKbps, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
 };
+use omnicast_engine::viewer::ViewSink;
 use omnicast_engine::viewer::display::Display;
 use omnicast_signal::config::{DEFAULT_HTTP_PORT, DEFAULT_STUN_PORT};
 use omnicast_signal::{ServerConfig, SignalServer};
@@ -337,7 +338,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// What a session with no window runs: the settings' mode.
+/// What a session with no window runs: the settings' mode (a viewer that only receives: a
+/// kiosk with no screen shows nothing).
 fn plan(
     settings: &Settings,
     peer: &PeerSettings,
@@ -351,11 +353,20 @@ fn plan(
             preview: None,
             retry,
         })),
-        Mode::Viewer => Plan::View(Box::new(ViewPlan {
-            settings: settings.view(peer).map_err(anyhow::Error::msg)?,
-            sinks: Vec::new(),
-            retry,
-        })),
+        Mode::Viewer => Plan::View(Box::new(view_plan(settings, peer, retry, Vec::new())?)),
+    })
+}
+
+fn view_plan(
+    settings: &Settings,
+    peer: &PeerSettings,
+    retry: Retry,
+    sinks: Vec<Arc<dyn ViewSink>>,
+) -> anyhow::Result<ViewPlan> {
+    Ok(ViewPlan {
+        settings: settings.view(peer).map_err(anyhow::Error::msg)?,
+        sinks,
+        retry,
     })
 }
 
@@ -364,19 +375,8 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
     let mut settings = Settings::default();
     args.patch().apply(&mut settings);
     let slot = Arc::new(FrameSlot::default());
-    let Plan::View(mut view) = plan(
-        &settings,
-        peer,
-        (
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-        ),
-        Retry::UnlessFirstUnreachable,
-    )?
-    else {
-        unreachable!("a viewer's settings plan a viewer");
-    };
-    view.sinks = vec![Arc::new(Display::new(slot.clone()))];
+    let sinks: Vec<Arc<dyn ViewSink>> = vec![Arc::new(Display::new(slot.clone()))];
+    let view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
     // Every decoded frame goes through the slot: count them there, to stop at exactly N.
     let enough = Arc::new(tokio::sync::Notify::new());
     if let Some(n) = args.frames {
@@ -394,7 +394,7 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
             std::future::pending::<()>().await;
         }
     };
-    let outcome = headless::run(Plan::View(view), until).await?;
+    let outcome = headless::run(Plan::View(Box::new(view)), until).await?;
     let stats = outcome.stats.unwrap_or_default();
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_string_pretty(&stats)?;

@@ -92,6 +92,19 @@ pub enum ConnCommand {
     Close,
 }
 
+impl ConnCommand {
+    /// What it is, in a word (for logs: an answer's SDP is long).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Answer(_) => "answer",
+            Self::Candidate(_) => "candidate",
+            Self::Forward => "forward",
+            Self::GatherStats => "gather stats",
+            Self::Close => "close",
+        }
+    }
+}
+
 /// Something to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {

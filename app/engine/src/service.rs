@@ -333,28 +333,18 @@ async fn run_broadcast(
     };
     let preview = preview.map(PreviewTap::new);
     let commands = broadcast_commands(commands);
-    let states = events.clone();
-    session::supervise(
-        "broadcast",
-        |stop| {
-            let (settings, preview, events, commands) = (
-                settings.clone(),
-                preview.clone(),
-                events.clone(),
-                commands.clone(),
-            );
-            async move {
-                let mut commands = commands.lock().await;
-                broadcaster::run(settings, preview, &mut commands, &events, stop).await
-            }
-        },
-        stop,
-        retry,
-        move |s| {
-            let states = states.clone();
-            async move { states.send(SessionEvent::State(s)).await }
-        },
-    )
+    supervise("broadcast", &events, stop, retry, |stop| {
+        let (settings, preview, events, commands) = (
+            settings.clone(),
+            preview.clone(),
+            events.clone(),
+            commands.clone(),
+        );
+        async move {
+            let mut commands = commands.lock().await;
+            broadcaster::run(settings, preview, &mut commands, &events, stop).await
+        }
+    })
     .await;
     if let Some(mut server) = hosted {
         server.shutdown().await;
@@ -390,19 +380,27 @@ async fn run_view(
     // A viewer takes no commands yet (viewport and messages will come over data channels).
     drop(commands);
     let sinks: Arc<[Arc<dyn ViewSink>]> = sinks.into();
-    let states = events.clone();
-    session::supervise(
-        "viewer",
-        |stop| {
-            let (settings, sinks, events) = (settings.clone(), sinks.clone(), events.clone());
-            async move { viewer::run(settings, sinks, &events, stop).await }
-        },
-        stop,
-        retry,
-        move |s| {
-            let states = states.clone();
-            async move { states.send(SessionEvent::State(s)).await }
-        },
-    )
+    supervise("viewer", &events, stop, retry, |stop| {
+        let (settings, sinks, events) = (settings.clone(), sinks.clone(), events.clone());
+        async move { viewer::run(settings, sinks, &events, stop).await }
+    })
+    .await;
+}
+
+/// Runs a session's attempts under [`session::supervise`], its states reported as its events.
+async fn supervise<F, Fut>(
+    what: &str,
+    events: &SessionEvents,
+    stop: session::StopSignal,
+    retry: Retry,
+    attempt: F,
+) where
+    F: FnMut(session::StopSignal) -> Fut,
+    Fut: std::future::Future<Output = Result<(), session::SessionError>>,
+{
+    session::supervise(what, attempt, stop, retry, |s| {
+        let events = events.clone();
+        async move { events.send(SessionEvent::State(s)).await }
+    })
     .await;
 }

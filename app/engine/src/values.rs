@@ -21,13 +21,17 @@ impl FrameSize {
     pub const MIN: u32 = 16;
 
     pub fn new(width: u32, height: u32) -> Result<Self, String> {
+        Self::checked(width, height).map_err(|why| format!("{width}x{height}: {why}"))
+    }
+
+    fn checked(width: u32, height: u32) -> Result<Self, &'static str> {
         if width < Self::MIN
             || height < Self::MIN
             || !codec::size_supported(width as usize, height as usize)
         {
-            return Err(format!(
-                "{width}x{height}: from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows"
-            ));
+            return Err(
+                "from 16x16 up to 3840x2160 (or 2160x3840), the most H.264 level 5.2 allows",
+            );
         }
         Ok(Self {
             width: width & !1,
@@ -47,7 +51,7 @@ impl FromStr for FrameSize {
             w.trim().parse().map_err(|_| format!("{s:?}: bad width"))?,
             h.trim().parse().map_err(|_| format!("{s:?}: bad height"))?,
         );
-        Self::new(w, h).map_err(|e| format!("{s:?}: {}", e.split_once(": ").map_or(&*e, |p| p.1)))
+        Self::checked(w, h).map_err(|why| format!("{s:?}: {why}"))
     }
 }
 

@@ -62,12 +62,13 @@ impl Connection {
             }
             return;
         }
-        let what = format!("{command:?}");
-        if let Err(e) = self.commands.try_send(command) {
-            match e {
-                // Figures are asked for every second; a busy connection skips a round.
-                mpsc::error::TrySendError::Full(ConnCommand::GatherStats) => {}
-                _ => tracing::warn!(%conn, "connection not keeping up: dropped {what:.40}"),
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            // Figures are asked for every second; a busy connection skips a round.
+            Err(mpsc::error::TrySendError::Full(ConnCommand::GatherStats)) => {}
+            Err(e) => {
+                let command = e.into_inner();
+                tracing::warn!(%conn, "connection not keeping up: {} dropped", command.name());
             }
         }
     }
