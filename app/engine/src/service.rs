@@ -404,3 +404,61 @@ async fn supervise<F, Fut>(
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcaster::BroadcastStatus;
+
+    fn status(frames_encoded: u64) -> SessionEvent {
+        SessionEvent::Broadcast(BroadcastEvent::Status(Box::new(BroadcastStatus {
+            frames_encoded,
+            ..BroadcastStatus::default()
+        })))
+    }
+
+    #[tokio::test]
+    async fn a_sessions_end_waits_for_room_while_figures_give_way() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let events = SessionEvents {
+            id: SessionId(7),
+            outbox: Outbox {
+                events: tx,
+                wake: Arc::new(|| {}),
+            },
+        };
+        // The UI is not draining: the third figures update is dropped…
+        for n in 1..=3 {
+            events.offer(status(n));
+        }
+        // …but the end of the session waits for room.
+        let ending = tokio::spawn({
+            let events = events.clone();
+            async move {
+                let stopped = SessionState::Stopped { error: None };
+                events.send(SessionEvent::State(stopped)).await;
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!ending.is_finished(), "waiting, not dropped");
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match rx.recv().await {
+                Some(Event::Session { id, event }) => got.push((id, event)),
+                other => panic!("{other:?}"),
+            }
+        }
+        ending.await.unwrap();
+        assert_eq!(
+            got,
+            [
+                (SessionId(7), status(1)),
+                (SessionId(7), status(2)),
+                (
+                    SessionId(7),
+                    SessionEvent::State(SessionState::Stopped { error: None })
+                ),
+            ]
+        );
+    }
+}

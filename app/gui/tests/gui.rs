@@ -230,6 +230,38 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
 }
 
 #[test]
+fn stopping_and_starting_again_at_once_keeps_the_new_broadcast() {
+    let rt = runtime();
+    let mut app = harness(&rt, options(small_test_pattern()));
+    app.get_by_label("Start broadcast").click();
+    app.step();
+    step_until(&mut app, "hosted server", Duration::from_secs(20), |a| {
+        a.hosted().is_some()
+    });
+    // Stop and start again before the first broadcast has finished ending: its last events
+    // (its `Stopped` among them) arrive while the second runs, and must not end it.
+    app.get_by_label("Stop broadcast").click();
+    app.step();
+    assert!(!app.state().is_broadcasting());
+    app.step();
+    app.get_by_label("Start broadcast").click();
+    app.step();
+    step_until(
+        &mut app,
+        "the new broadcast live",
+        Duration::from_secs(20),
+        |a| a.hosted().is_some() && a.broadcast_status().is_some_and(|s| s.signal_connected),
+    );
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        app.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(app.state().is_broadcasting());
+    app.get_by_label("Stop broadcast");
+}
+
+#[test]
 fn the_viewer_says_what_is_going_on_when_there_is_no_picture() {
     let rt = runtime();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
