@@ -18,7 +18,7 @@ use nokhwa::utils::{FrameFormat, Resolution};
 use omnicast_engine::capture::{CameraFeed, CameraFrame, CaptureError, OpenInput, VideoInput};
 use omnicast_engine::codec::{EncoderSettings, H264Decoder, H264Encoder, encoder_threads};
 use omnicast_engine::convert::{Scratch, camera_buffer_to_i420};
-use omnicast_engine::frame::I420;
+use omnicast_engine::frame::{I420, Nv12};
 use omnicast_engine::pattern::TestPattern;
 use omnicast_engine::stamp::Stamp;
 use openh264::OpenH264API;
@@ -222,10 +222,10 @@ fn main() {
                     }
                 }
                 let enc_fps = pictures.len() as f64 / encoding.as_secs_f64();
-                // What the viewer's decoder thread does per frame: decode and copy the I420
-                // planes out (the display's shader converts them)…
+                // What the viewer's decoder thread does per frame: decode and copy the picture
+                // out as NV12 (the display's shader converts it)…
                 let mut dec = H264Decoder::new().unwrap();
-                let mut picture = I420::default();
+                let mut picture = Nv12::default();
                 let t = Instant::now();
                 for au in &encoded {
                     dec.decode(au, &mut picture).unwrap();

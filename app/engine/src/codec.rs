@@ -8,7 +8,7 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource as _;
 
-use super::frame::I420;
+use super::frame::Nv12;
 use super::stamp::{self, Stamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -188,13 +188,13 @@ impl H264Decoder {
         Ok(Self { inner })
     }
 
-    /// Decodes one access unit (Annex B). When a picture comes out, copies its I420 planes
-    /// into `picture` (resized as needed; no colour conversion: the display's shader does it)
-    /// and returns its stamp.
+    /// Decodes one access unit (Annex B). When a picture comes out, copies it into `picture`
+    /// (resized as needed; no colour conversion: the display's shader does it) and returns its
+    /// stamp.
     pub fn decode(
         &mut self,
         access_unit: &[u8],
-        picture: &mut I420,
+        picture: &mut Nv12,
     ) -> Result<Option<Decoded>, CodecError> {
         let Some(yuv) = self
             .inner
@@ -206,7 +206,7 @@ impl H264Decoder {
         let (width, height) = yuv.dimensions();
         let strides = yuv.strides();
         let stamp = stamp::read(yuv.y(), strides.0, width, height);
-        picture.copy_from_planes((width, height), (yuv.y(), yuv.u(), yuv.v()), strides);
+        picture.copy_from_i420((width, height), (yuv.y(), yuv.u(), yuv.v()), strides);
         Ok(Some(Decoded { stamp }))
     }
 }
@@ -214,6 +214,7 @@ impl H264Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::I420;
     use crate::pattern::TestPattern;
 
     #[test]
@@ -225,7 +226,7 @@ mod tests {
             ..EncoderSettings::default()
         });
         let mut dec = H264Decoder::new().unwrap();
-        let (mut bits, mut picture) = (Vec::new(), I420::default());
+        let (mut bits, mut picture) = (Vec::new(), Nv12::default());
         for seq in 0..30 {
             if seq == 20 {
                 enc.request_keyframe();
@@ -267,7 +268,7 @@ mod tests {
             ..EncoderSettings::default()
         });
         let mut dec = H264Decoder::new().unwrap();
-        let (mut bits, mut picture) = (Vec::new(), I420::default());
+        let (mut bits, mut picture) = (Vec::new(), Nv12::default());
         for seq in 0..6 {
             let stamp = Stamp {
                 seq,
@@ -298,7 +299,7 @@ mod tests {
     fn a_new_size_starts_again_with_a_keyframe() {
         let mut enc = H264Encoder::new(EncoderSettings::default());
         let mut dec = H264Decoder::new().unwrap();
-        let (mut bits, mut picture) = (Vec::new(), I420::default());
+        let (mut bits, mut picture) = (Vec::new(), Nv12::default());
         for (seq, (w, h)) in [(640, 360), (640, 360), (1280, 720), (1280, 720)]
             .into_iter()
             .enumerate()
@@ -345,7 +346,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_or_nothing_never_a_panic() {
         let mut dec = H264Decoder::new().unwrap();
-        let mut picture = I420::default();
+        let mut picture = Nv12::default();
         for junk in [&b""[..], b"\x00\x00\x00\x01\x65garbage", &[0xFF; 4096]] {
             let _ = dec.decode(junk, &mut picture);
         }

@@ -1,6 +1,6 @@
-//! Raw video frames: planar I420, the encoder's input, the decoder's output and what the display
-//! uploads (its shader converts to RGB); pictures handed over in a latest-frame slot; RGBA only
-//! for snapshots.
+//! Raw video frames: planar I420, the encoder's input; NV12 (the same samples with U and V
+//! interleaved), what the decoder hands to a display, which uploads it as it is and converts it
+//! to RGB in its shader; pictures handed over in a latest-frame slot; RGBA only for snapshots.
 
 use std::path::Path;
 
@@ -9,10 +9,10 @@ use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSource};
 use super::slot::LatestSlot;
 use super::stamp::Stamp;
 
-/// A picture on its way to a display: I420 planes as decoded (or as sent, for a preview).
+/// A picture on its way to a display: as decoded (or as sent, for a preview).
 #[derive(Clone)]
 pub struct VideoFrame {
-    pub picture: I420,
+    pub picture: Nv12,
     pub stamp: Option<Stamp>,
     /// Counts frames since the producer started.
     pub index: u64,
@@ -48,9 +48,8 @@ impl I420 {
         f
     }
 
-    /// Makes this frame `width × height` (any size, odd included, as decoders report them),
-    /// reusing its buffer; black when it grew.
-    pub fn resize(&mut self, width: usize, height: usize) {
+    /// Makes this frame `width × height`, reusing its buffer; black when the size changed.
+    fn resize(&mut self, width: usize, height: usize) {
         let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
         let luma = width * height;
         let total = luma + 2 * cw * ch;
@@ -102,52 +101,6 @@ impl I420 {
         (y, u, v)
     }
 
-    /// Copies a picture given as three planes with strides (a decoder's buffers) into this one,
-    /// resized to `width × height`.
-    pub fn copy_from_planes(
-        &mut self,
-        (width, height): (usize, usize),
-        (y, u, v): (&[u8], &[u8], &[u8]),
-        (y_stride, u_stride, v_stride): (usize, usize, usize),
-    ) {
-        self.resize(width, height);
-        let (cw, ch) = self.chroma_size();
-        let (dy, du, dv) = self.planes_mut();
-        copy_plane(dy, width, height, y, y_stride);
-        copy_plane(du, cw, ch, u, u_stride);
-        copy_plane(dv, cw, ch, v, v_stride);
-    }
-
-    /// A smaller copy into `out` (resized), scaled down by a whole factor until it fits
-    /// `max_width × max_height`: nearest sample, for a preview, not a master.
-    pub fn downscale_within(&self, max_width: usize, max_height: usize, out: &mut I420) {
-        let step = self
-            .width
-            .div_ceil(max_width.max(1))
-            .max(self.height.div_ceil(max_height.max(1)))
-            .max(1);
-        out.resize((self.width / step).max(1), (self.height / step).max(1));
-        let (sy, su, sv) = self.planes();
-        let (scw, _) = self.chroma_size();
-        let (w, h) = (out.width, out.height);
-        let (cw, ch) = out.chroma_size();
-        let (dy, du, dv) = out.planes_mut();
-        for row in 0..h {
-            let src = &sy[row * step * self.width..];
-            for (col, px) in dy[row * w..(row + 1) * w].iter_mut().enumerate() {
-                *px = src[col * step];
-            }
-        }
-        for (src, dst) in [(su, du), (sv, dv)] {
-            for row in 0..ch {
-                let src = &src[(row * step).min(self.height.div_ceil(2) - 1) * scw..];
-                for (col, px) in dst[row * cw..(row + 1) * cw].iter_mut().enumerate() {
-                    *px = src[(col * step).min(scw - 1)];
-                }
-            }
-        }
-    }
-
     /// An RGB picture (8 bits a channel, rows packed) as I420, through the same BT.601
     /// conversion the camera path uses; odd sizes lose their last column or row.
     pub fn from_rgb(width: usize, height: usize, rgb: &[u8]) -> Self {
@@ -187,39 +140,6 @@ impl I420 {
         u.copy_from_slice(yuv.u());
         v.copy_from_slice(yuv.v());
     }
-
-    /// The picture as RGBA, 8 bits a channel (BT.601 studio range, as the encoder takes it and
-    /// the display's shader converts it): for snapshots, not for display.
-    pub fn to_rgba(&self, rgba: &mut Vec<u8>) {
-        rgba.clear();
-        rgba.reserve(self.width * self.height * 4);
-        let (y_plane, u_plane, v_plane) = self.planes();
-        let (cw, _) = self.chroma_size();
-        for row in 0..self.height {
-            for col in 0..self.width {
-                let c = (row / 2) * cw + col / 2;
-                let y = (i32::from(y_plane[row * self.width + col]) - 16) * 298;
-                let (u, v) = (i32::from(u_plane[c]) - 128, i32::from(v_plane[c]) - 128);
-                let to_u8 = |x: i32| ((x + 128) >> 8).clamp(0, 255) as u8;
-                rgba.extend_from_slice(&[
-                    to_u8(y + 409 * v),
-                    to_u8(y - 100 * u - 208 * v),
-                    to_u8(y + 516 * u),
-                    255,
-                ]);
-            }
-        }
-    }
-}
-
-fn copy_plane(dst: &mut [u8], width: usize, height: usize, src: &[u8], stride: usize) {
-    if stride == width {
-        dst.copy_from_slice(&src[..width * height]);
-        return;
-    }
-    for (row, out) in dst.chunks_exact_mut(width).take(height).enumerate() {
-        out.copy_from_slice(&src[row * stride..row * stride + width]);
-    }
 }
 
 impl YUVSource for I420 {
@@ -242,6 +162,142 @@ impl YUVSource for I420 {
 
     fn v(&self) -> &[u8] {
         self.planes().2
+    }
+}
+
+/// A picture for display: `width × height` luma (Y), then one plane of interleaved U and V
+/// samples, `⌈width/2⌉ × ⌈height/2⌉` pairs; rows packed. The same samples as I420 (1.5 bytes a
+/// pixel), laid out as a display uploads them: two textures, so its shader samples twice a
+/// pixel, not three times.
+#[derive(Clone, Default)]
+pub struct Nv12 {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+}
+
+impl Nv12 {
+    /// Makes this picture `width × height` (any size, odd included, as decoders report them),
+    /// reusing its buffer.
+    fn resize(&mut self, width: usize, height: usize) {
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+        self.data.resize(width * height + 2 * cw * ch, 128);
+        (self.width, self.height) = (width, height);
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Width and height of the chroma plane, in U/V pairs.
+    pub fn chroma_size(&self) -> (usize, usize) {
+        (self.width.div_ceil(2), self.height.div_ceil(2))
+    }
+
+    /// Bytes in both planes: 1.5 a pixel.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The Y plane and the interleaved UV plane.
+    pub fn planes(&self) -> (&[u8], &[u8]) {
+        self.data.split_at(self.width * self.height)
+    }
+
+    /// Copies a picture given as three planes with strides (a decoder's buffers) into this one,
+    /// resized to `width × height`, interleaving U and V as it goes.
+    pub fn copy_from_i420(
+        &mut self,
+        (width, height): (usize, usize),
+        (y, u, v): (&[u8], &[u8], &[u8]),
+        (y_stride, u_stride, v_stride): (usize, usize, usize),
+    ) {
+        self.resize(width, height);
+        let (cw, ch) = self.chroma_size();
+        let (dy, duv) = self.data.split_at_mut(width * height);
+        if y_stride == width {
+            dy.copy_from_slice(&y[..width * height]);
+        } else {
+            for (row, out) in dy.chunks_exact_mut(width).enumerate() {
+                out.copy_from_slice(&y[row * y_stride..row * y_stride + width]);
+            }
+        }
+        for (row, out) in duv.chunks_exact_mut(2 * cw).take(ch).enumerate() {
+            let (u, v) = (&u[row * u_stride..][..cw], &v[row * v_stride..][..cw]);
+            for ((pair, &u), &v) in out.chunks_exact_mut(2).zip(u).zip(v) {
+                pair[0] = u;
+                pair[1] = v;
+            }
+        }
+    }
+
+    /// `picture` scaled down by a whole factor until it fits `max_width × max_height` (nearest
+    /// sample: a preview, not a master), into this one.
+    pub fn downscale_from(&mut self, picture: &I420, max_width: usize, max_height: usize) {
+        let (sw, sh) = (picture.width(), picture.height());
+        let step = sw
+            .div_ceil(max_width.max(1))
+            .max(sh.div_ceil(max_height.max(1)))
+            .max(1);
+        self.resize((sw / step).max(1), (sh / step).max(1));
+        let (sy, su, sv) = picture.planes();
+        let (scw, sch) = picture.chroma_size();
+        let (w, h) = (self.width, self.height);
+        let (cw, ch) = self.chroma_size();
+        let (dy, duv) = self.data.split_at_mut(w * h);
+        for (row, out) in dy.chunks_exact_mut(w).enumerate() {
+            let src = &sy[row * step * sw..];
+            for (col, px) in out.iter_mut().enumerate() {
+                *px = src[col * step];
+            }
+        }
+        for (row, out) in duv.chunks_exact_mut(2 * cw).take(ch).enumerate() {
+            let at = (row * step).min(sch - 1) * scw;
+            for (col, pair) in out.chunks_exact_mut(2).enumerate() {
+                let c = at + (col * step).min(scw - 1);
+                pair[0] = su[c];
+                pair[1] = sv[c];
+            }
+        }
+    }
+
+    /// The picture as RGBA, 8 bits a channel (BT.601 studio range, as the encoder takes it and
+    /// the display's shader converts it): for snapshots, not for display.
+    pub fn to_rgba(&self, rgba: &mut Vec<u8>) {
+        rgba.clear();
+        rgba.reserve(self.width * self.height * 4);
+        let (y_plane, uv_plane) = self.planes();
+        let (cw, _) = self.chroma_size();
+        for row in 0..self.height {
+            for col in 0..self.width {
+                let c = 2 * ((row / 2) * cw + col / 2);
+                let y = (i32::from(y_plane[row * self.width + col]) - 16) * 298;
+                let (u, v) = (
+                    i32::from(uv_plane[c]) - 128,
+                    i32::from(uv_plane[c + 1]) - 128,
+                );
+                let to_u8 = |x: i32| ((x + 128) >> 8).clamp(0, 255) as u8;
+                rgba.extend_from_slice(&[
+                    to_u8(y + 409 * v),
+                    to_u8(y - 100 * u - 208 * v),
+                    to_u8(y + 516 * u),
+                    255,
+                ]);
+            }
+        }
+    }
+}
+
+impl From<&I420> for Nv12 {
+    /// The same picture, for display.
+    fn from(picture: &I420) -> Self {
+        let mut out = Self::default();
+        out.downscale_from(picture, usize::MAX, usize::MAX);
+        out
     }
 }
 
@@ -302,8 +358,8 @@ mod tests {
     #[test]
     fn a_preview_fits_its_box_and_keeps_the_colours() {
         let f = white_and_red(1920, 960);
-        let mut small = I420::default();
-        f.downscale_within(640, 640, &mut small);
+        let mut small = Nv12::default();
+        small.downscale_from(&f, 640, 640);
         assert_eq!((small.width(), small.height()), (640, 320));
         assert_eq!(small.byte_len(), 640 * 320 * 3 / 2);
         let mut rgba = Vec::new();
@@ -318,7 +374,7 @@ mod tests {
         let red = px(600, 300);
         assert!(red[0] > 240 && red[1] < 20 && red[2] < 20, "red: {red:?}");
         // Already small enough: the same size.
-        I420::new(320, 240).downscale_within(640, 640, &mut small);
+        small.downscale_from(&I420::new(320, 240), 640, 640);
         assert_eq!((small.width(), small.height()), (320, 240));
     }
 
@@ -337,7 +393,7 @@ mod tests {
         let f = I420::from_rgb(w, h, &rgb);
         assert_eq!((f.width(), f.height()), (32, 18));
         let mut rgba = Vec::new();
-        f.to_rgba(&mut rgba);
+        Nv12::from(&f).to_rgba(&mut rgba);
         let px = |x: usize, y: usize| &rgba[(y * 32 + x) * 4..(y * 32 + x) * 4 + 3];
         let near =
             |got: &[u8], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 6);
@@ -346,28 +402,31 @@ mod tests {
     }
 
     #[test]
-    fn planes_with_strides_are_copied_packed_and_odd_sizes_keep_their_chroma() {
+    fn decoder_planes_with_strides_are_copied_packed_and_interleaved() {
         // A 5×3 picture in buffers 8 bytes a row (luma) and 4 (chroma), as decoders pad them.
         let y: Vec<u8> = (0..8 * 3).map(|i| i as u8).collect();
         let u: Vec<u8> = (100..100 + 4 * 2).collect();
         let v: Vec<u8> = (200..200 + 4 * 2).collect();
-        let mut f = I420::default();
-        f.copy_from_planes((5, 3), (&y, &u, &v), (8, 4, 4));
+        let mut f = Nv12::default();
+        f.copy_from_i420((5, 3), (&y, &u, &v), (8, 4, 4));
         assert_eq!((f.width(), f.height(), f.chroma_size()), (5, 3, (3, 2)));
-        let (py, pu, pv) = f.planes();
+        let (py, puv) = f.planes();
         assert_eq!(py, [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 16, 17, 18, 19, 20]);
-        assert_eq!(pu, [100, 101, 102, 104, 105, 106]);
-        assert_eq!(pv, [200, 201, 202, 204, 205, 206]);
-        assert_eq!(f.strides(), (5, 3, 3));
-        // Reused at another size without reallocating needlessly, and still consistent.
-        f.copy_from_planes((2, 2), (&y, &u, &v), (8, 4, 4));
-        assert_eq!(f.byte_len(), 4 + 1 + 1);
+        assert_eq!(
+            puv,
+            [100, 200, 101, 201, 102, 202, 104, 204, 105, 205, 106, 206]
+        );
+        assert_eq!(f.byte_len(), 15 + 12);
+        // Reused at another size, and still consistent.
+        f.copy_from_i420((2, 2), (&y, &u, &v), (8, 4, 4));
+        assert_eq!(f.byte_len(), 4 + 2);
+        assert_eq!(f.planes(), (&[0, 1, 8, 9][..], &[100, 200][..]));
     }
 
     #[test]
     fn a_snapshot_is_a_png_of_the_pictures_size_and_colours() {
         let frame = VideoFrame {
-            picture: white_and_red(64, 32),
+            picture: Nv12::from(&white_and_red(64, 32)),
             stamp: None,
             index: 1,
         };

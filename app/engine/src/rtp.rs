@@ -240,7 +240,7 @@ impl FrameAssembler {
 mod tests {
     use super::*;
     use crate::codec::{EncoderSettings, H264Decoder, H264Encoder};
-    use crate::frame::I420;
+    use crate::frame::Nv12;
     use crate::media::H264;
     use crate::pattern::TestPattern;
     use crate::stamp::Stamp;
@@ -267,7 +267,7 @@ mod tests {
         let mut dec = H264Decoder::new().unwrap();
         let mut pk = FramePacketizer::new(&H264);
         let mut asm = FrameAssembler::new(&H264, TRACK);
-        let (mut bits, mut picture) = (Vec::new(), I420::default());
+        let (mut bits, mut picture) = (Vec::new(), Nv12::default());
         let start = Instant::now();
         let (mut decoded, mut timestamps) = (Vec::new(), Vec::new());
         for seq in 0..20u32 {
@@ -346,7 +346,7 @@ mod tests {
     }
 
     fn stamps(asm: &mut FrameAssembler, dec: &mut H264Decoder, now: Instant) -> Vec<(u32, u16)> {
-        let mut picture = I420::default();
+        let mut picture = Nv12::default();
         let mut got = Vec::new();
         while let Some((frame, lost)) = asm.pop(now) {
             if let Ok(Some(d)) = dec.decode(&frame.data, &mut picture) {

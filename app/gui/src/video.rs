@@ -1,17 +1,17 @@
-//! Video on the GPU. Each picture is uploaded as its three I420 planes (1.5 bytes a pixel) into
-//! textures made once per picture size and written in place after that; one shader turns them
-//! into RGB while drawing, flat (the picture fitted to a rectangle) or as an interactive 360°
-//! view (the equirectangular picture sampled along each pixel's view ray). No colour conversion
-//! happens on the CPU.
+//! Video on the GPU. Each picture is uploaded as it was decoded, its Y plane and its
+//! interleaved UV plane (NV12: 1.5 bytes a pixel), into textures made once per picture size and
+//! written in place after that; one shader turns them into RGB while drawing, flat (the picture
+//! fitted to a rectangle) or as an interactive 360° view (the equirectangular picture sampled
+//! along each pixel's view ray). No colour conversion happens on the CPU.
 
 use eframe::egui;
 use eframe::egui_wgpu::{self, wgpu};
 use omnicast_engine::frame::VideoFrame;
 
-/// One video's textures (Y, U, V), made once per picture size and written in place after that,
-/// with the uniforms and bind group its draws use.
+/// One video's textures (Y, and UV interleaved), made once per picture size and written in place
+/// after that, with the uniforms and bind group its draws use.
 pub struct VideoTexture {
-    planes: [wgpu::Texture; 3],
+    planes: [wgpu::Texture; 2],
     size: [usize; 2],
     uniforms: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
@@ -39,9 +39,10 @@ impl VideoTexture {
             return;
         };
         let (cw, ch) = picture.chroma_size();
-        let (y, u, v) = picture.planes();
-        let dims = [(size[0], size[1]), (cw, ch), (cw, ch)];
-        for ((plane, data), (w, h)) in texture.planes.iter().zip([y, u, v]).zip(dims) {
+        let (y, uv) = picture.planes();
+        // (width, height, bytes a texel)
+        let dims = [(size[0], size[1], 1), (cw, ch, 2)];
+        for ((plane, data), (w, h, texel)) in texture.planes.iter().zip([y, uv]).zip(dims) {
             render_state.queue.write_texture(
                 wgpu::TexelCopyTextureInfo {
                     texture: plane,
@@ -52,7 +53,7 @@ impl VideoTexture {
                 data,
                 wgpu::TexelCopyBufferLayout {
                     offset: 0,
-                    bytes_per_row: Some(w as u32),
+                    bytes_per_row: Some((w * texel) as u32),
                     rows_per_image: Some(h as u32),
                 },
                 wgpu::Extent3d {
@@ -76,7 +77,7 @@ impl VideoTexture {
         let pipeline = renderer.callback_resources.get::<VideoPipeline>()?;
         // As I420 lays them out: half size, rounded up.
         let (cw, ch) = (size[0].div_ceil(2), size[1].div_ceil(2));
-        let plane = |label, w: usize, h: usize| {
+        let plane = |label, w: usize, h: usize, format| {
             device.create_texture(&wgpu::TextureDescriptor {
                 label: Some(label),
                 size: wgpu::Extent3d {
@@ -87,15 +88,19 @@ impl VideoTexture {
                 mip_level_count: 1,
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::R8Unorm,
+                format,
                 usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             })
         };
         let planes = [
-            plane("omnicast video Y", size[0], size[1]),
-            plane("omnicast video U", cw, ch),
-            plane("omnicast video V", cw, ch),
+            plane(
+                "omnicast video Y",
+                size[0],
+                size[1],
+                wgpu::TextureFormat::R8Unorm,
+            ),
+            plane("omnicast video UV", cw, ch, wgpu::TextureFormat::Rg8Unorm),
         ];
         let views = planes
             .each_ref()
@@ -120,13 +125,12 @@ impl VideoTexture {
                 },
                 texture(1, &views[0]),
                 texture(2, &views[1]),
-                texture(3, &views[2]),
                 wgpu::BindGroupEntry {
-                    binding: 4,
+                    binding: 3,
                     resource: wgpu::BindingResource::Sampler(&pipeline.wrapping),
                 },
                 wgpu::BindGroupEntry {
-                    binding: 5,
+                    binding: 4,
                     resource: wgpu::BindingResource::Sampler(&pipeline.clamping),
                 },
             ],
@@ -282,11 +286,10 @@ struct Uniforms {
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var plane_y: texture_2d<f32>;
-@group(0) @binding(2) var plane_u: texture_2d<f32>;
-@group(0) @binding(3) var plane_v: texture_2d<f32>;
+@group(0) @binding(2) var plane_uv: texture_2d<f32>;
 // Longitude wraps around (360°); a flat picture stops at its edges.
-@group(0) @binding(4) var wrapping: sampler;
-@group(0) @binding(5) var clamping: sampler;
+@group(0) @binding(3) var wrapping: sampler;
+@group(0) @binding(4) var clamping: sampler;
 
 struct VertexOut {
     @builtin(position) position: vec4<f32>,
@@ -312,12 +315,25 @@ fn linear_from_gamma(c: vec3<f32>) -> vec3<f32> {
     return select(high, low, c < vec3<f32>(0.04045));
 }
 
+// Chroma by the nearest sample instead of filtered: on a software renderer, where each filtered
+// sample costs as much as the rest of the pixel, that is what keeps up (set per pipeline).
+override nearest_chroma: bool = false;
+
+fn chroma(uv: vec2<f32>, s: sampler) -> vec2<f32> {
+    if (nearest_chroma) {
+        let size = vec2<f32>(textureDimensions(plane_uv));
+        let at = vec2<f32>(fract(uv.x), clamp(uv.y, 0.0, 1.0)) * size;
+        return textureLoad(plane_uv, min(vec2<i32>(at), vec2<i32>(size) - 1), 0).rg;
+    }
+    return textureSampleLevel(plane_uv, s, uv, 0.0).rg;
+}
+
 // BT.601 studio range, as the encoder takes it and browsers send it (the same numbers as
-// I420::to_rgba on the CPU).
-fn rgb_from_yuv(y: f32, cb: f32, cr: f32) -> vec3<f32> {
+// Nv12::to_rgba on the CPU).
+fn rgb_from_yuv(y: f32, cbcr: vec2<f32>) -> vec3<f32> {
     let l = (y - 16.0 / 255.0) * 1.1641;
-    let b = cb - 128.0 / 255.0;
-    let r = cr - 128.0 / 255.0;
+    let b = cbcr.x - 128.0 / 255.0;
+    let r = cbcr.y - 128.0 / 255.0;
     return clamp(
         vec3<f32>(l + 1.5977 * r, l - 0.3906 * b - 0.8125 * r, l + 2.0156 * b),
         vec3<f32>(0.0),
@@ -335,18 +351,10 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         let lon = atan2(d.x, -d.z);
         let lat = asin(clamp(d.y, -1.0, 1.0));
         let uv = vec2<f32>(0.5 + lon / TAU, 0.5 - lat / PI);
-        c = rgb_from_yuv(
-            textureSampleLevel(plane_y, wrapping, uv, 0.0).r,
-            textureSampleLevel(plane_u, wrapping, uv, 0.0).r,
-            textureSampleLevel(plane_v, wrapping, uv, 0.0).r,
-        );
+        c = rgb_from_yuv(textureSampleLevel(plane_y, wrapping, uv, 0.0).r, chroma(uv, wrapping));
     } else {
         let uv = vec2<f32>(in.ndc.x * 0.5 + 0.5, 0.5 - in.ndc.y * 0.5);
-        c = rgb_from_yuv(
-            textureSampleLevel(plane_y, clamping, uv, 0.0).r,
-            textureSampleLevel(plane_u, clamping, uv, 0.0).r,
-            textureSampleLevel(plane_v, clamping, uv, 0.0).r,
-        );
+        c = rgb_from_yuv(textureSampleLevel(plane_y, clamping, uv, 0.0).r, chroma(uv, clamping));
     }
     // egui's own colours are gamma-space; so are these.
     if (u.params.z > 0.5) {
@@ -366,9 +374,32 @@ pub struct VideoPipeline {
     srgb_target: bool,
 }
 
+/// How the shader samples chroma.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chroma {
+    /// Filtered, like luma: what a GPU does for free.
+    Filtered,
+    /// The nearest sample: one filtered sample a pixel instead of two, for software renderers
+    /// (lavapipe), where sampling is most of the cost. Chroma is half resolution anyway.
+    Nearest,
+}
+
 impl VideoPipeline {
-    /// Makes the pipeline for `render_state`'s target and registers it with egui_wgpu.
+    /// Makes the pipeline for `render_state`'s target and registers it with egui_wgpu;
+    /// chroma filtered on a GPU, nearest on a software renderer.
     pub fn install(render_state: &egui_wgpu::RenderState) {
+        let software = render_state.adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let chroma = if software {
+            Chroma::Nearest
+        } else {
+            Chroma::Filtered
+        };
+        tracing::debug!("video shader: chroma {chroma:?}");
+        Self::install_with(render_state, chroma);
+    }
+
+    /// [`install`](Self::install) with the chroma sampling given.
+    pub fn install_with(render_state: &egui_wgpu::RenderState, chroma: Chroma) {
         let device = &render_state.device;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("omnicast video"),
@@ -405,9 +436,8 @@ impl VideoPipeline {
                 },
                 texture(1),
                 texture(2),
-                texture(3),
+                sampler(3),
                 sampler(4),
-                sampler(5),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -436,7 +466,13 @@ impl VideoPipeline {
                     blend: None,
                     write_mask: wgpu::ColorWrites::ALL,
                 })],
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[(
+                        "nearest_chroma",
+                        if chroma == Chroma::Nearest { 1.0 } else { 0.0 },
+                    )],
+                    ..Default::default()
+                },
             }),
             multiview_mask: None,
             cache: None,

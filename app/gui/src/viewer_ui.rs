@@ -77,9 +77,9 @@ impl OmnicastApp {
         if !bare && !self.options.kiosk {
             egui::Panel::top("viewer controls").show(ui, |ui| self.viewer_controls_ui(ui));
         }
-        egui::CentralPanel::no_frame()
-            .frame(egui::Frame::NONE.fill(egui::Color32::from_gray(12)))
-            .show(ui, |ui| self.video_ui(ui));
+        // The background is painted only where the picture does not cover it (video_ui): under
+        // a 360° view it would cost a whole extra pass over the window for nothing.
+        egui::CentralPanel::no_frame().show(ui, |ui| self.video_ui(ui));
     }
 
     fn viewer_controls_ui(&mut self, ui: &mut egui::Ui) {
@@ -136,9 +136,13 @@ impl OmnicastApp {
             } else {
                 let rect =
                     egui::Rect::from_center_size(area.center(), fit(video.size(), area.size()));
+                for bar in bars(area, rect) {
+                    ui.painter().rect_filled(bar, 0.0, BACKGROUND);
+                }
                 ui.painter().add(video.flat_shape(rect));
             }
         } else {
+            ui.painter().rect_filled(area, 0.0, BACKGROUND);
             let message = self.status_message(state);
             let text = egui::RichText::new(message)
                 .size(20.0)
@@ -197,6 +201,25 @@ impl OmnicastApp {
             self.sphere.turn((right - left) * step, (up - down) * step);
             ui.ctx().request_repaint();
         }
+    }
+}
+
+/// Behind and around the picture.
+const BACKGROUND: egui::Color32 = egui::Color32::from_gray(12);
+
+/// The parts of `area` that `picture` (centred in it) leaves uncovered: bars left and right, or
+/// above and below.
+fn bars(area: egui::Rect, picture: egui::Rect) -> [egui::Rect; 2] {
+    if picture.width() < area.width() {
+        [
+            egui::Rect::from_min_max(area.min, egui::pos2(picture.left(), area.bottom())),
+            egui::Rect::from_min_max(egui::pos2(picture.right(), area.top()), area.max),
+        ]
+    } else {
+        [
+            egui::Rect::from_min_max(area.min, egui::pos2(area.right(), picture.top())),
+            egui::Rect::from_min_max(egui::pos2(area.left(), picture.bottom()), area.max),
+        ]
     }
 }
 

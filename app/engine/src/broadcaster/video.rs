@@ -14,7 +14,7 @@ use crate::capture::{
     VideoInput,
 };
 use crate::codec::{EncoderSettings, H264Encoder};
-use crate::frame::{FrameSlot, I420, VideoFrame};
+use crate::frame::{FrameSlot, I420, Nv12, VideoFrame};
 use crate::media::{EncodedFrame, KeyframeRequest, TrackSink, TrackSpec};
 use crate::pattern::TestPattern;
 use crate::stamp::Stamp;
@@ -372,11 +372,12 @@ impl Preview {
             .take()
             .or_else(|| slot.take_spare())
             .unwrap_or_else(|| VideoFrame {
-                picture: I420::default(),
+                picture: Nv12::default(),
                 stamp: None,
                 index: 0,
             });
-        frame.downscale_within(PREVIEW_MAX.0, PREVIEW_MAX.1, &mut copy.picture);
+        copy.picture
+            .downscale_from(frame, PREVIEW_MAX.0, PREVIEW_MAX.1);
         self.index += 1;
         copy.index = self.index;
         self.spare = slot.put(copy);
@@ -450,7 +451,7 @@ mod tests {
             })
             .unwrap();
         let mut decoder = H264Decoder::new().unwrap();
-        let (mut picture, mut seqs, mut errors) = (I420::default(), Vec::new(), 0);
+        let (mut picture, mut seqs, mut errors) = (Nv12::default(), Vec::new(), 0);
         let mut last_timestamp = None;
         let until = Instant::now() + Duration::from_secs(30);
         while !enough(&seqs) && Instant::now() < until {

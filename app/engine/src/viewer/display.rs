@@ -1,6 +1,6 @@
 //! The display sink: video frames decoded on their own thread (`omnicast-decode`) into a
 //! latest-frame slot that whoever shows them takes from (the window's texture, a snapshot).
-//! Decoded pictures stay I420: converting to RGB is the display's shader's work.
+//! Decoded pictures stay YUV (NV12): converting to RGB is the display's shader's work.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Figures, MAX_LATENCY_SAMPLES, ViewContext, ViewSink};
 use crate::codec::H264Decoder;
-use crate::frame::{FrameSlot, I420, VideoFrame};
+use crate::frame::{FrameSlot, Nv12, VideoFrame};
 use crate::media::{EncodedFrame, KeyframeRequest, MediaKind, TrackSink, TrackSpec};
 use crate::stamp;
 
@@ -91,7 +91,7 @@ impl Decoding {
                 return;
             }
         };
-        let mut picture = I420::default();
+        let mut picture = Nv12::default();
         let mut index = 0u64;
         let mut last_frame: Option<Instant> = None;
         let mut synced = false;
