@@ -52,8 +52,12 @@ fn start_broadcaster() -> (Child, String) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = loop {
         let line = lines.next().expect("broadcaster output").expect("utf-8");
-        if let Some(rest) = line.split("--server ").nth(1) {
-            break rest.trim().to_owned();
+        if let Some(url) = line
+            .split("--server ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break url.to_owned();
         }
     };
     std::thread::Builder::new()

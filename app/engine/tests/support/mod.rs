@@ -69,10 +69,16 @@ impl Session {
         let task = {
             let seen = seen.clone();
             tokio::spawn(async move {
+                let mut stopping = false;
                 loop {
                     tokio::select! {
-                        c = control_rx.recv() => match c {
-                            Some(Control::Stop) | None => service.stop_session(id).unwrap(),
+                        c = control_rx.recv(), if !stopping => match c {
+                            // Asked to stop, or the handle was dropped: stop once, then wait
+                            // for the session's end.
+                            Some(Control::Stop) | None => {
+                                stopping = true;
+                                service.stop_session(id).unwrap();
+                            }
                             Some(Control::Command(c)) => service.command(id, c).unwrap(),
                         },
                         e = service.next_event() => {
