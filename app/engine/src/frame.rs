@@ -74,11 +74,6 @@ impl I420 {
         (self.width.div_ceil(2), self.height.div_ceil(2))
     }
 
-    /// Bytes in all three planes: 1.5 a pixel.
-    pub fn byte_len(&self) -> usize {
-        self.data.len()
-    }
-
     fn split(&self) -> (usize, usize) {
         let luma = self.width * self.height;
         let (cw, ch) = self.chroma_size();

@@ -178,11 +178,16 @@ struct Current {
     conn: ConnId,
     broadcaster: String,
     pc: Arc<dyn PeerConnection>,
+    /// Measuring its round trip, once connected; ends with it.
+    rtt: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Closes the current connection, if any, without waiting for it.
 fn close(current: &mut Option<Current>) {
     if let Some(c) = current.take() {
+        if let Some(rtt) = c.rtt {
+            rtt.abort();
+        }
         tokio::spawn(async move {
             let _ = c.pc.close().await;
         });
@@ -209,7 +214,6 @@ pub async fn run(
     let (mut next_conn, mut next_track) = (1, 0);
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rtt: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_stats = None;
     let mut peer_settings = settings.peer.clone();
     let stopped = stop.stopped();
@@ -262,7 +266,7 @@ pub async fn run(
                         Ok((pc, answer)) => {
                             signal.send("answer", vec![json!(from), answer]).await;
                             figures.mark("3 answered", started);
-                            current = Some(Current { conn, broadcaster: from, pc });
+                            current = Some(Current { conn, broadcaster: from, pc, rtt: None });
                         }
                         Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
                     }
@@ -290,7 +294,7 @@ pub async fn run(
             },
             Some((conn, event)) = peer_rx.recv() => {
                 // A connection that was replaced has nothing more to say.
-                let Some(cur) = current.as_ref().filter(|c| c.conn == conn) else {
+                let Some(cur) = current.as_mut().filter(|c| c.conn == conn) else {
                     continue;
                 };
                 match event {
@@ -303,8 +307,8 @@ pub async fn run(
                             RTCPeerConnectionState::Connected => {
                                 figures.mark("4b connected (DTLS)", started);
                                 tracing::info!("connected to the broadcaster ({})", cur.broadcaster);
-                                if let Some(old) = rtt.replace(tokio::spawn(measure_rtt(cur.pc.clone(), figures.clone()))) {
-                                    old.abort();
+                                if cur.rtt.is_none() {
+                                    cur.rtt = Some(tokio::spawn(measure_rtt(cur.pc.clone(), figures.clone())));
                                 }
                                 state.set(ViewState::Live).await;
                             }
@@ -331,9 +335,6 @@ pub async fn run(
                 }
             }
         }
-    }
-    if let Some(task) = rtt {
-        task.abort();
     }
     close(&mut current);
     signal.disconnect().await;
