@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use eframe::egui;
+use omnicast_engine::broadcaster::BroadcastStatus;
 use omnicast_engine::capture::SourceSpec;
 use omnicast_engine::frame::FrameSlot;
 use omnicast_engine::service::{BroadcastPlan, Plan};
@@ -188,7 +189,8 @@ impl OmnicastApp {
             });
             return;
         };
-        let status = b.status.as_deref().cloned().unwrap_or_default();
+        let none_yet = BroadcastStatus::default();
+        let status = b.status.as_deref().unwrap_or(&none_yet);
         let viewers = &status.viewers;
         ui.horizontal(|ui| {
             let state = match &b.state {
