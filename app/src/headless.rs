@@ -84,6 +84,19 @@ struct Log {
     broadcast: Option<BroadcastStatus>,
     view: Option<ViewState>,
     stats: Option<ViewerStats>,
+    control: Option<bool>,
+    /// The latest telemetry (the first is logged as it comes, the latest in each summary).
+    telemetry: Option<serde_json::Value>,
+}
+
+/// A JSON value for a log line: at most 200 characters.
+fn short(v: &serde_json::Value) -> String {
+    let mut s = v.to_string();
+    if let Some((at, _)) = s.char_indices().nth(200) {
+        s.truncate(at);
+        s.push('…');
+    }
+    s
 }
 
 impl Log {
@@ -127,6 +140,31 @@ impl Log {
                 }
             }
             SessionEvent::View(ViewEvent::Stats(s)) => self.stats = Some(*s),
+            SessionEvent::Broadcast(BroadcastEvent::Views(_)) => {}
+            SessionEvent::Broadcast(BroadcastEvent::Message { viewer, data }) => {
+                tracing::info!("message from viewer {viewer}: {}", short(&data));
+            }
+            SessionEvent::Broadcast(BroadcastEvent::Refused(why))
+            | SessionEvent::View(ViewEvent::Refused(why)) => tracing::warn!("{why}"),
+            SessionEvent::View(ViewEvent::Control(control)) => {
+                if self.control != Some(control) {
+                    tracing::info!(
+                        "viewer: {}",
+                        if control {
+                            "the control key was accepted: messages reach the robot"
+                        } else {
+                            "watching (no control)"
+                        }
+                    );
+                    self.control = Some(control);
+                }
+            }
+            SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
+                if self.telemetry.is_none() {
+                    tracing::info!("telemetry: {}", short(&data));
+                }
+                self.telemetry = Some(data);
+            }
         }
     }
 
@@ -149,6 +187,26 @@ impl Log {
                 s.fps_decoded,
                 s.frames_decoded,
                 s.frames_lost
+            );
+        }
+        if let Some(t) = &self.telemetry {
+            tracing::info!("latest telemetry: {}", short(t));
+        }
+        if let Some(d) = self.broadcast.as_ref().map(|b| &b.data)
+            && (d.viewport_samples > 0 || d.messages_accepted > 0 || d.log.is_some())
+        {
+            tracing::info!(
+                "data channels: {} viewer(s) sending views, {} samples, {} messages ({} refused){}",
+                d.viewers_sending_views,
+                d.viewport_samples,
+                d.messages_accepted,
+                d.messages_refused,
+                d.log.as_ref().map_or_else(String::new, |l| format!(
+                    "; log {}: {} written, {} dropped",
+                    l.path.display(),
+                    l.written,
+                    l.dropped
+                ))
             );
         }
     }

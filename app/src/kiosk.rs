@@ -4,14 +4,14 @@
 //! gets a message naming the field, its line and the problem.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
 
 use omnicast_engine::capture::{CameraSelector, SourceSpec};
 use omnicast_engine::settings::{Mode, Settings};
-use omnicast_engine::values::{BitrateKbps, Fps, FrameSize, ServerUrl};
+use omnicast_engine::values::{BitrateKbps, BridgeAddr, ControlKey, Fps, FrameSize, ServerUrl};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +23,7 @@ pub struct KioskConfig {
     pub broadcast: BroadcastSection,
     pub server: ServerSection,
     pub view: ViewSection,
+    pub data: DataSection,
     /// Local address for WebRTC media; default every interface and loopback.
     pub media_bind: Option<SocketAddr>,
 }
@@ -57,6 +58,21 @@ pub struct ServerSection {
     pub key: String,
 }
 
+/// The data channels: what viewers send, and the robot bridge.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Broadcaster: viewers saying this key may send messages to the robot. Viewer: the key it
+    /// says. `OMNICAST_CONTROL_KEY` in the environment is used when this is missing.
+    pub control_key: Option<Checked<ControlKey>>,
+    /// Broadcaster: append every viewport sample here (JSON lines).
+    pub viewport_log: Option<PathBuf>,
+    /// Broadcaster: the robot software's TCP server, `tcp://HOST:PORT`.
+    pub bridge: Option<Checked<BridgeAddr>>,
+    /// Broadcaster: send viewport samples to the bridge too.
+    pub bridge_viewport: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ViewSection {
@@ -72,6 +88,7 @@ impl Default for KioskConfig {
             broadcast: BroadcastSection::default(),
             server: ServerSection::default(),
             view: ViewSection::default(),
+            data: DataSection::default(),
             media_bind: None,
         }
     }
@@ -215,6 +232,24 @@ impl KioskConfig {
             key,
             sphere: self.view.sphere,
             overlay: self.view.overlay,
+            control_key: match &self.data.control_key {
+                Some(k) => k.0.as_str().to_owned(),
+                None => std::env::var("OMNICAST_CONTROL_KEY").unwrap_or_default(),
+            },
+            viewport_log: self.data.viewport_log.is_some(),
+            viewport_log_path: self
+                .data
+                .viewport_log
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            bridge: self
+                .data
+                .bridge
+                .as_ref()
+                .map(|b| b.0.to_string())
+                .unwrap_or_default(),
+            bridge_viewport: self.data.bridge_viewport,
             ..Settings::default()
         }
     }
@@ -233,6 +268,30 @@ mod tests {
         assert_eq!((s.width, s.height), (1920, 960));
         assert!(s.host_server);
         assert_eq!(s.source, "camera");
+        assert_eq!(s.bridge, "");
+        assert!(!s.viewport_log);
+    }
+
+    #[test]
+    fn the_data_section_reaches_the_broadcast() {
+        let c = KioskConfig::parse(
+            "[data]\ncontrol_key = \"k\"\nviewport_log = \"/var/log/views.jsonl\"\n\
+             bridge = \"tcp://127.0.0.1:9000\"\nbridge_viewport = true\n",
+            "x.toml",
+        )
+        .unwrap();
+        let data = c
+            .settings()
+            .broadcast(&omnicast_engine::peer::PeerSettings::loopback())
+            .unwrap()
+            .data;
+        assert!(data.control_key.unwrap().matches("k"));
+        assert_eq!(
+            data.viewport_log.as_deref(),
+            Some(Path::new("/var/log/views.jsonl"))
+        );
+        assert_eq!(data.bridge.unwrap().to_string(), "tcp://127.0.0.1:9000");
+        assert!(data.bridge_viewport);
     }
 
     #[test]
@@ -290,6 +349,18 @@ mod tests {
                 2,
             ),
             ("colour = \"red\"", "colour: ", "unknown field `colour`", 1),
+            (
+                "[data]\nbridge = \"robot:9000\"",
+                "data.bridge: ",
+                "expected tcp://HOST:PORT",
+                2,
+            ),
+            (
+                "[data]\ncontrol_key = \"\"",
+                "data.control_key: ",
+                "1 to 256",
+                2,
+            ),
             ("[broadcast\nfps = 30", "", "", 1),
         ];
         for (text, field, says, line) in cases {

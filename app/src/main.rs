@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use omnicast_engine::capture::SourceSpec;
+use omnicast_engine::channels::trace::Trace;
 use omnicast_engine::frame::{FrameSlot, save_png};
 use omnicast_engine::hosting::Hosted;
 use omnicast_engine::peer::PeerSettings;
@@ -23,7 +24,7 @@ use omnicast_engine::service::{BroadcastPlan, Plan, ViewPlan};
 use omnicast_engine::session::Retry;
 use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
 use omnicast_engine::values::{
-    BitrateKbps, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
+    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
 };
 use omnicast_engine::viewer::ViewSink;
 use omnicast_engine::viewer::display::Display;
@@ -136,6 +137,26 @@ struct BroadcastArgs {
     /// [default: 0].
     #[arg(long)]
     encode_threads: Option<EncodeThreads>,
+    /// Append every viewer's viewport samples to FILE, one JSON object a line (flushed every
+    /// second).
+    #[arg(long, value_name = "FILE")]
+    viewport_log: Option<PathBuf>,
+    /// The robot software's TCP server: viewers' accepted messages go to it, its telemetry
+    /// lines go to every viewer; reconnected every second while it is away.
+    #[arg(long, value_name = "tcp://HOST:PORT")]
+    bridge: Option<BridgeAddr>,
+    /// Send viewers' viewport samples to the bridge too.
+    #[arg(long, requires = "bridge")]
+    bridge_viewport: bool,
+    /// Viewers whose hello carries this key may send messages to the robot; without one,
+    /// nobody may.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "OMNICAST_CONTROL_KEY",
+        hide_env_values = true
+    )]
+    control_key: Option<ControlKey>,
     #[command(flatten)]
     host: HostArgs,
     #[command(flatten)]
@@ -166,6 +187,19 @@ struct ViewArgs {
     /// On exit, save the last frame here (PNG).
     #[arg(long)]
     snapshot: Option<PathBuf>,
+    /// The broadcast's control key: lets this viewer send messages to the robot.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "OMNICAST_CONTROL_KEY",
+        hide_env_values = true
+    )]
+    control_key: Option<ControlKey>,
+    /// Replay a head-motion trace as viewport samples, at its own timing from the first
+    /// decoded frame: CSV with a header naming t,yaw,pitch,roll (seconds, degrees; other
+    /// columns ignored) or JSON lines of viewport messages.
+    #[arg(long, value_name = "FILE", requires = "headless")]
+    viewport_trace: Option<PathBuf>,
     #[command(flatten)]
     media: MediaArgs,
 }
@@ -193,6 +227,10 @@ impl BroadcastArgs {
             room: self.room.clone(),
             key: self.key.clone(),
             sphere: None,
+            control_key: self.control_key.clone(),
+            viewport_log: self.viewport_log.clone(),
+            bridge: self.bridge.clone(),
+            bridge_viewport: self.bridge_viewport.then_some(true),
         }
     }
 }
@@ -204,6 +242,7 @@ impl ViewArgs {
             server_url: self.server.clone(),
             room: self.room.clone(),
             sphere: self.view.map(|v| matches!(v, Projection::Sphere)),
+            control_key: self.control_key.clone(),
             ..SettingsPatch::default()
         }
     }
@@ -376,7 +415,17 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
     args.patch().apply(&mut settings);
     let slot = Arc::new(FrameSlot::default());
     let sinks: Vec<Arc<dyn ViewSink>> = vec![Arc::new(Display::new(slot.clone()))];
-    let view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
+    let mut view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
+    if let Some(path) = &args.viewport_trace {
+        let trace = Trace::load(path)?;
+        tracing::info!(
+            "viewport trace {}: {} samples over {:.1} s",
+            path.display(),
+            trace.points.len(),
+            trace.duration().as_secs_f64()
+        );
+        view.settings.viewport_trace = Some(Arc::new(trace));
+    }
     // Every decoded frame goes through the slot: count them there, to stop at exactly N.
     let enough = Arc::new(tokio::sync::Notify::new());
     if let Some(n) = args.frames {

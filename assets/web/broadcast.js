@@ -13,13 +13,105 @@
 
   /** viewer socket id → RTCPeerConnection */
   const peers = new Map();
+  /** viewer socket id → its data channels and what it may do */
+  const channels = new Map();
   let stream = null;
   let socket = null;
   let config = { iceServers: [] };
+  // ?control=KEY: viewers whose hello carries it may send messages (shown here).
+  const controlKey = new URLSearchParams(window.location.search).get("control") || "";
+  const MESSAGES_SHOWN = 10;
 
   // Read by tests and handy in the console.
-  const state = { peers, status: "starting", viewers: 0, get stream() { return stream; } };
+  const state = {
+    peers,
+    status: "starting",
+    viewers: 0,
+    get stream() { return stream; },
+    /** viewer id → its latest view {yaw, pitch, roll, fov} */
+    views: new Map(),
+    samples: 0,
+    /** accepted messages, newest last: {viewer, data} */
+    messages: [],
+    refused: 0,
+    malformed: 0,
+    telemetrySent: 0,
+    sendTelemetry,
+  };
   window.omnicast = state;
+
+  function showData() {
+    $("senders").textContent = String(state.views.size);
+    $("samples").textContent = String(state.samples);
+    $("messages").replaceChildren(
+      ...state.messages.map((m) => {
+        const li = document.createElement("li");
+        li.textContent = `${m.viewer}: ${JSON.stringify(m.data)}`;
+        return li;
+      }),
+    );
+  }
+
+  /** The data channels of viewer `id`'s connection: welcome, views, messages, errors. */
+  function serveChannels(id, pc) {
+    const { Refused, parseViewer, open } = omnicastChannels;
+    const { control, viewport } = open(pc);
+    const viewer = { control, hasControl: false, lastErrorAt: -Infinity };
+    channels.set(id, viewer);
+    const reply = (m) => {
+      if (control.readyState === "open") control.send(JSON.stringify(m));
+    };
+    const error = (message) => reply({ type: "error", message });
+    control.onopen = () => reply({ type: "welcome", control: false });
+    const onMessage = (e) => {
+      let m;
+      try {
+        m = parseViewer(e.data);
+      } catch (err) {
+        if (!(err instanceof Refused)) throw err;
+        state.malformed += 1;
+        // One error a second at most, whatever the viewer sends.
+        const now = performance.now();
+        if (now - viewer.lastErrorAt >= 1000) {
+          viewer.lastErrorAt = now;
+          error(err.message);
+        }
+        return;
+      }
+      if (m.type === "viewport") {
+        state.samples += 1;
+        state.views.set(id, { yaw: m.yaw, pitch: m.pitch, roll: m.roll, fov: m.fov });
+      } else if (m.type === "hello") {
+        viewer.hasControl = controlKey !== "" && m.control === controlKey;
+        reply({ type: "welcome", control: viewer.hasControl });
+        if (m.control !== null && !viewer.hasControl) {
+          error(controlKey ? "the control key does not match" : "this broadcast has no control key: nobody may send messages");
+        }
+      } else if (m.type === "message") {
+        if (viewer.hasControl) {
+          state.messages.push({ viewer: id, data: m.data });
+          if (state.messages.length > MESSAGES_SHOWN) state.messages.shift();
+        } else {
+          state.refused += 1;
+          error("message refused: send hello with the room's control key first");
+        }
+      }
+      showData();
+    };
+    control.onmessage = onMessage;
+    viewport.onmessage = onMessage;
+  }
+
+  /** Sends `data` to every viewer as telemetry; false if it is too large. */
+  function sendTelemetry(data) {
+    const text = JSON.stringify({ type: "telemetry", t: Date.now(), data });
+    if (new TextEncoder().encode(text).length > omnicastChannels.MAX_BYTES) return false;
+    for (const { control } of channels.values()) {
+      if (control.readyState === "open") control.send(text);
+    }
+    state.telemetrySent += 1;
+    return true;
+  }
 
   function status(s, text) {
     state.status = s;
@@ -135,6 +227,8 @@
     if (!pc) return;
     pc.close();
     peers.delete(id);
+    channels.delete(id);
+    if (state.views.delete(id)) showData();
   }
 
   async function onWatcher(id) {
@@ -145,6 +239,7 @@
       const tr = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
       if (track.kind === "video") preferH264(tr);
     }
+    serveChannels(id, pc);
     pc.onicecandidate = (e) => {
       if (e.candidate) socket.emit("candidate", id, e.candidate);
     };
@@ -200,7 +295,22 @@
   audioSource.onchange = restartStream;
   sizeSel.onchange = changeSize;
   fpsSel.onchange = changeSize;
-  $("viewerLink").href = "/" + window.location.search.replace(/([?&])key=[^&]*&?/, "$1").replace(/[?&]$/, "");
+  // The viewer link carries neither the broadcaster key nor the control key.
+  const viewerParams = new URLSearchParams(window.location.search);
+  viewerParams.delete("key");
+  viewerParams.delete("control");
+  $("viewerLink").href = "/" + (viewerParams.size ? `?${viewerParams}` : "");
+  $("controlKey").textContent = controlKey ? "set (?control=…)" : "none: nobody may send messages";
+  $("telemetryForm").onsubmit = (e) => {
+    e.preventDefault();
+    const input = $("telemetry");
+    if (!input.value.trim()) return;
+    if (sendTelemetry(omnicastChannels.typed(input.value))) {
+      input.value = "";
+    } else {
+      status("error", "telemetry too large (16 KiB at most)");
+    }
+  };
   window.addEventListener("pagehide", () => socket?.close());
 
   (async () => {

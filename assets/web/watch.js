@@ -12,10 +12,66 @@
   let peerId = null;
   let config = { iceServers: [] };
   let socket = null;
+  // ?control=KEY: said in hello; with the broadcast's key, messages typed here reach the robot.
+  const controlKey = new URLSearchParams(window.location.search).get("control") || "";
+  /** The broadcaster's `omnicast` channel, once open. */
+  let control = null;
 
   // Read by tests and handy in the console.
-  const state = { status: "connecting", get pc() { return pc; } };
+  const state = {
+    status: "connecting",
+    get pc() { return pc; },
+    /** The broadcaster's last welcome: may our messages reach the robot? */
+    control: null,
+    /** The latest telemetry's data, and how many came. */
+    telemetry: undefined,
+    telemetryCount: 0,
+    /** What the broadcaster refused, newest last. */
+    errors: [],
+    sendMessage,
+  };
   window.omnicast = state;
+
+  /** Sends `data` to the robot (it arrives only with the control key); false if it cannot go. */
+  function sendMessage(data) {
+    if (!control || control.readyState !== "open") return false;
+    control.send(JSON.stringify({ type: "message", t: Date.now(), data }));
+    return true;
+  }
+
+  /** The channels the broadcaster opens (classic broadcasters open none). */
+  function takeChannel(dc) {
+    if (dc.label !== omnicastChannels.CONTROL) return;
+    dc.onopen = () => {
+      control = dc;
+      dc.send(JSON.stringify({ type: "hello", control: controlKey || null }));
+    };
+    dc.onclose = () => {
+      if (control === dc) control = null;
+    };
+    dc.onmessage = (e) => {
+      let m;
+      try {
+        m = omnicastChannels.parseBroadcaster(e.data);
+      } catch (err) {
+        console.warn("unreadable message from the broadcaster", err.message);
+        return;
+      }
+      if (m.type === "welcome") {
+        state.control = m.control;
+        $("control").textContent = m.control ? "yes" : controlKey ? "refused (wrong key?)" : "no";
+      } else if (m.type === "telemetry") {
+        state.telemetry = m.data;
+        state.telemetryCount += 1;
+        const view = $("telemetryView");
+        view.hidden = false;
+        view.textContent = `telemetry ${new Date(m.t).toLocaleTimeString()}: ${JSON.stringify(m.data, null, 1)}`;
+      } else if (m.type === "error") {
+        state.errors.push(m.message);
+        $("messageStatus").textContent = m.message;
+      }
+    };
+  }
 
   function status(s, text) {
     state.status = s;
@@ -25,6 +81,7 @@
   function closePeer() {
     if (pc) pc.close();
     pc = null;
+    control = null;
     peerId = null;
     video.srcObject = null;
     enableAudio.hidden = true;
@@ -43,6 +100,9 @@
     };
     mine.onicecandidate = (e) => {
       if (e.candidate) socket.emit("candidate", id, e.candidate);
+    };
+    mine.ondatachannel = (e) => {
+      if (pc === mine) takeChannel(e.channel);
     };
     mine.onconnectionstatechange = () => {
       if (pc !== mine) return;
@@ -112,7 +172,22 @@
     video.play().catch(() => {});
     enableAudio.hidden = true;
   };
-  $("broadcastLink").href = "/broadcast.html" + window.location.search;
+  // The broadcaster link does not pass the control key on.
+  const casterParams = new URLSearchParams(window.location.search);
+  casterParams.delete("control");
+  $("broadcastLink").href = "/broadcast.html" + (casterParams.size ? `?${casterParams}` : "");
+  $("messageForm").hidden = !controlKey;
+  $("messageForm").onsubmit = (e) => {
+    e.preventDefault();
+    const input = $("message");
+    if (!input.value.trim()) return;
+    if (sendMessage(omnicastChannels.typed(input.value))) {
+      input.value = "";
+      $("messageStatus").textContent = "sent";
+    } else {
+      $("messageStatus").textContent = "not connected to the broadcaster's data channel";
+    }
+  };
   window.addEventListener("pagehide", () => socket?.close());
 
   (async () => {

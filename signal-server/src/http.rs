@@ -58,6 +58,11 @@ const PAGES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/web/broadcast.js"),
     ),
+    (
+        "/channels.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/channels.js"),
+    ),
 ];
 
 pub(crate) fn router<S>(

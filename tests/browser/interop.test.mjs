@@ -3,40 +3,19 @@
 // page (fake camera, H.264 negotiated).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, waitFor, repoRoot } from "../support/server.mjs";
+import { startServer, waitFor } from "../support/server.mjs";
 import { launchChromium, framesDecoded } from "../support/browser.mjs";
+import { runOmnicast } from "../support/process.mjs";
 
-const omnicast = process.env.OMNICAST_BIN || path.join(repoRoot, "target/debug/omnicast");
 const cleanups = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-function run(args) {
-  const child = spawn(omnicast, args, {
-    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info,webrtc=error,rtc=error" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (c) => (output += c));
-  child.stderr.on("data", (c) => (output += c));
-  const exited = once(child, "exit");
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      // A process that does not stop when asked must not hold the suite up.
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-  });
-  return { child, exited, output: () => output };
-}
+const run = (args) => runOmnicast(args, cleanups);
 
 /** Opens the browser viewer page of the server at `url` and waits until it has decoded a first
  * frame and 30 more; returns the page. */

@@ -133,6 +133,9 @@ pub struct ViewerSummary {
     pub rtt_ms: Option<f64>,
     /// Sent to this viewer over the last figures interval.
     pub sent_kbps: f64,
+    /// What its data channels said (the broadcaster fills this in; the fan-out knows nothing
+    /// of it).
+    pub data: Option<crate::channels::room::ViewerData>,
 }
 
 #[derive(Debug)]
@@ -375,6 +378,7 @@ impl Fanout {
                     .map_or(0, |t| now.saturating_duration_since(t).as_secs()),
                 rtt_ms: v.rtt_ms,
                 sent_kbps: v.sent_kbps,
+                data: None,
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));

@@ -9,6 +9,7 @@
 
 pub mod broadcaster;
 pub mod capture;
+pub mod channels;
 pub mod codec;
 pub mod convert;
 pub mod fanout;

@@ -10,6 +10,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -80,6 +81,8 @@ pub enum PeerEvent {
     IceConnected,
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
+    /// The remote peer opened a data channel.
+    DataChannel(Arc<dyn DataChannel>),
 }
 
 struct Handler {
@@ -122,6 +125,10 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         self.send(PeerEvent::Track(track)).await;
+    }
+
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        self.send(PeerEvent::DataChannel(data_channel)).await;
     }
 }
 

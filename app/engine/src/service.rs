@@ -18,10 +18,11 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc};
 use crate::broadcaster::video::PreviewTap;
 use crate::broadcaster::{self, BroadcastCommand, BroadcastEvent, BroadcastSettings};
 use crate::capture::{CameraInfo, list_cameras};
+use crate::channels::room::DataRoom;
 use crate::frame::{FrameSlot, VideoFrame, save_png};
 use crate::hosting;
 use crate::session::{self, Retry, SessionId, SessionState, StopHandle};
-use crate::viewer::{self, ViewEvent, ViewSettings, ViewSink};
+use crate::viewer::{self, ViewCommand, ViewEvent, ViewSettings, ViewSink};
 
 /// A broadcast to start.
 pub struct BroadcastPlan {
@@ -52,6 +53,7 @@ pub enum Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
     Broadcast(BroadcastCommand),
+    View(ViewCommand),
 }
 
 enum Command {
@@ -331,18 +333,48 @@ async fn run_broadcast(
     } else {
         None
     };
+    // The log and the bridge live as long as the session, across its attempts.
+    let on_message = {
+        let events = events.clone();
+        Box::new(move |viewer: &str, data: &serde_json::Value| {
+            events.offer(SessionEvent::Broadcast(BroadcastEvent::Message {
+                viewer: viewer.to_owned(),
+                data: data.clone(),
+            }));
+        })
+    };
+    let room = match DataRoom::start(&settings.data, on_message) {
+        Ok(room) => room,
+        Err(e) => {
+            let error = e.to_string();
+            tracing::error!("{error}");
+            events
+                .send(SessionEvent::State(SessionState::Stopped {
+                    error: Some(error),
+                }))
+                .await;
+            if let Some(mut server) = hosted {
+                server.shutdown().await;
+            }
+            return;
+        }
+    };
     let preview = preview.map(PreviewTap::new);
-    let commands = broadcast_commands(commands);
+    let commands = attempt_commands(commands, |c| match c {
+        SessionCommand::Broadcast(c) => Some(c),
+        SessionCommand::View(_) => None,
+    });
     supervise("broadcast", &events, stop, retry, |stop| {
-        let (settings, preview, events, commands) = (
+        let (settings, room, preview, events, commands) = (
             settings.clone(),
+            room.clone(),
             preview.clone(),
             events.clone(),
             commands.clone(),
         );
         async move {
             let mut commands = commands.lock().await;
-            broadcaster::run(settings, preview, &mut commands, &events, stop).await
+            broadcaster::run(settings, room, preview, &mut commands, &events, stop).await
         }
     })
     .await;
@@ -351,15 +383,25 @@ async fn run_broadcast(
     }
 }
 
-/// A broadcast's commands, handed to each attempt in turn; those sent between attempts wait.
-type BroadcastCommands = Arc<AsyncMutex<mpsc::Receiver<BroadcastCommand>>>;
+/// A session's commands, handed to each attempt in turn; those sent between attempts wait.
+type AttemptCommands<C> = Arc<AsyncMutex<mpsc::Receiver<C>>>;
 
-fn broadcast_commands(mut commands: mpsc::Receiver<SessionCommand>) -> BroadcastCommands {
+/// The commands of one kind of session; others are logged and dropped.
+fn attempt_commands<C: Send + 'static>(
+    mut commands: mpsc::Receiver<SessionCommand>,
+    pick: fn(SessionCommand) -> Option<C>,
+) -> AttemptCommands<C> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
-        while let Some(SessionCommand::Broadcast(c)) = commands.recv().await {
-            if tx.send(c).await.is_err() {
-                return;
+        while let Some(command) = commands.recv().await {
+            let name = format!("{command:?}");
+            match pick(command) {
+                Some(c) => {
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                }
+                None => tracing::debug!("a command for another kind of session: {name}"),
             }
         }
     });
@@ -377,12 +419,22 @@ async fn run_view(
         sinks,
         retry,
     } = plan;
-    // A viewer takes no commands yet (viewport and messages will come over data channels).
-    drop(commands);
+    let commands = attempt_commands(commands, |c| match c {
+        SessionCommand::View(c) => Some(c),
+        SessionCommand::Broadcast(_) => None,
+    });
     let sinks: Arc<[Arc<dyn ViewSink>]> = sinks.into();
     supervise("viewer", &events, stop, retry, |stop| {
-        let (settings, sinks, events) = (settings.clone(), sinks.clone(), events.clone());
-        async move { viewer::run(settings, sinks, &events, stop).await }
+        let (settings, sinks, events, commands) = (
+            settings.clone(),
+            sinks.clone(),
+            events.clone(),
+            commands.clone(),
+        );
+        async move {
+            let mut commands = commands.lock().await;
+            viewer::run(settings, sinks, &mut commands, &events, stop).await
+        }
     })
     .await;
 }

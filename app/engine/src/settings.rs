@@ -6,9 +6,12 @@ use serde::{Deserialize, Serialize};
 use crate::broadcaster::BroadcastSettings;
 use crate::broadcaster::video::VideoSettings;
 use crate::capture::SourceSpec;
+use crate::channels::room::DataSettings;
 use crate::codec::EncoderSettings;
 use crate::peer::PeerSettings;
-use crate::values::{BitrateKbps, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl};
+use crate::values::{
+    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
+};
 use crate::viewer::ViewSettings;
 
 /// Which screen the app shows.
@@ -45,6 +48,19 @@ pub struct Settings {
     pub sphere: bool,
     /// Statistics drawn over the video.
     pub overlay: bool,
+    /// Broadcaster: the room's control key (viewers saying it may send messages to the robot);
+    /// viewer: the key it says. Empty: none.
+    pub control_key: String,
+    /// Broadcaster: append every viewer's viewport samples to `viewport_log_path`.
+    pub viewport_log: bool,
+    pub viewport_log_path: String,
+    /// Broadcaster: the robot software's bridge, `tcp://HOST:PORT`; empty: none.
+    pub bridge: String,
+    /// Broadcaster: send viewport samples to the bridge too.
+    pub bridge_viewport: bool,
+    /// Broadcaster: draw where viewers look on the preview, and the heat map of the last minute.
+    pub show_views: bool,
+    pub show_heatmap: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +80,13 @@ impl Default for Settings {
             key: String::new(),
             sphere: false,
             overlay: false,
+            control_key: String::new(),
+            viewport_log: false,
+            viewport_log_path: "omnicast-viewports.jsonl".to_owned(),
+            bridge: String::new(),
+            bridge_viewport: false,
+            show_views: true,
+            show_heatmap: false,
         }
     }
 }
@@ -94,7 +117,31 @@ impl Settings {
                 },
             },
             peer: peer.clone(),
+            data: DataSettings {
+                control_key: self.control_key()?,
+                viewport_log: if self.viewport_log {
+                    let path = self.viewport_log_path.trim();
+                    if path.is_empty() {
+                        return Err("choose a file for the viewport log".to_owned());
+                    }
+                    Some(path.into())
+                } else {
+                    None
+                },
+                bridge: match self.bridge.trim() {
+                    "" => None,
+                    b => Some(b.parse::<BridgeAddr>()?),
+                },
+                bridge_viewport: self.bridge_viewport,
+            },
         })
+    }
+
+    fn control_key(&self) -> Result<Option<ControlKey>, String> {
+        match self.control_key.as_str() {
+            "" => Ok(None),
+            k => k.parse().map(Some),
+        }
     }
 
     /// The viewer these settings describe, or what is wrong with them.
@@ -103,6 +150,8 @@ impl Settings {
             server_url: self.server_url.parse::<ServerUrl>()?.to_string(),
             room: self.room.clone(),
             peer: peer.clone(),
+            control_key: self.control_key()?,
+            viewport_trace: None,
         })
     }
 }
@@ -124,6 +173,11 @@ pub struct SettingsPatch {
     pub key: Option<String>,
     /// Show the picture as a 360° view (`Some(true)`) or flat.
     pub sphere: Option<bool>,
+    pub control_key: Option<ControlKey>,
+    /// Log viewport samples here (turns the log on).
+    pub viewport_log: Option<std::path::PathBuf>,
+    pub bridge: Option<BridgeAddr>,
+    pub bridge_viewport: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -163,6 +217,19 @@ impl SettingsPatch {
         }
         if let Some(sphere) = self.sphere {
             s.sphere = sphere;
+        }
+        if let Some(key) = &self.control_key {
+            s.control_key = key.as_str().to_owned();
+        }
+        if let Some(path) = &self.viewport_log {
+            s.viewport_log = true;
+            s.viewport_log_path = path.display().to_string();
+        }
+        if let Some(bridge) = &self.bridge {
+            s.bridge = bridge.to_string();
+        }
+        if let Some(on) = self.bridge_viewport {
+            s.bridge_viewport = on;
         }
     }
 }
@@ -256,6 +323,37 @@ mod tests {
             ..remote
         };
         assert_eq!(remote.view(&peer).unwrap().server_url, "http://robot:4000");
+        // The data-channel settings are checked the same way.
+        assert!(
+            bad(Settings {
+                bridge: "robot:9000".into(),
+                ..Settings::default()
+            })
+            .contains("tcp://")
+        );
+        assert!(
+            bad(Settings {
+                viewport_log: true,
+                viewport_log_path: " ".into(),
+                ..Settings::default()
+            })
+            .contains("viewport log")
+        );
+        let data = Settings {
+            viewport_log: true,
+            bridge: "tcp://127.0.0.1:9000".into(),
+            control_key: "k".into(),
+            ..Settings::default()
+        }
+        .broadcast(&peer)
+        .unwrap()
+        .data;
+        assert_eq!(
+            data.viewport_log.as_deref(),
+            Some(std::path::Path::new("omnicast-viewports.jsonl"))
+        );
+        assert!(data.control_key.unwrap().matches("k"));
+        assert_eq!(data.bridge.unwrap().port(), 9000);
     }
 
     #[test]

@@ -235,6 +235,93 @@ impl fmt::Display for ServerUrl {
     }
 }
 
+/// The robot software's bridge address: `tcp://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeAddr {
+    host: String,
+    port: u16,
+}
+
+impl BridgeAddr {
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl FromStr for BridgeAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let rest = s
+            .strip_prefix("tcp://")
+            .ok_or_else(|| format!("{s:?}: expected tcp://HOST:PORT"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected tcp://HOST:PORT (no port)"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(['/', ' ']) {
+            return Err(format!("{s:?}: expected tcp://HOST:PORT (bad host)"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: {port:?} is not a port number (1 to 65535)"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for BridgeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "tcp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The key that lets a viewer send messages to the robot: 1 to 256 printable characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ControlKey(String);
+
+impl ControlKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Does `given` match, compared in time independent of where they differ?
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for ControlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControlKey(…)")
+    }
+}
+
+impl FromStr for ControlKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
+            return Err("a control key is 1 to 256 printable characters".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +401,37 @@ mod tests {
             let err = bad.parse::<ServerUrl>().unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn bridge_addresses_are_tcp_host_and_port() {
+        let a: BridgeAddr = "tcp://127.0.0.1:9000".parse().unwrap();
+        assert_eq!((a.host(), a.port()), ("127.0.0.1", 9000));
+        assert_eq!(a.to_string(), "tcp://127.0.0.1:9000");
+        let a: BridgeAddr = "tcp://[::1]:9000".parse().unwrap();
+        assert_eq!(
+            (a.host(), a.to_string().as_str()),
+            ("::1", "tcp://[::1]:9000")
+        );
+        for (bad, says) in [
+            ("127.0.0.1:9000", "expected tcp://"),
+            ("tcp://robot", "no port"),
+            ("tcp://:9000", "bad host"),
+            ("tcp://robot:0", "not a port"),
+            ("tcp://robot:http", "not a port"),
+        ] {
+            let err = bad.parse::<BridgeAddr>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn control_keys_match_exactly_and_never_print() {
+        let k: ControlKey = "s3cret".parse().unwrap();
+        assert!(k.matches("s3cret"));
+        assert!(!k.matches("s3cre") && !k.matches("s3cret!") && !k.matches("S3cret"));
+        assert!(!format!("{k:?}").contains("s3cret"));
+        assert!("".parse::<ControlKey>().is_err());
+        assert!("a\nb".parse::<ControlKey>().is_err());
     }
 }

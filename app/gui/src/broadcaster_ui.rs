@@ -1,13 +1,17 @@
 //! The broadcaster screen: source, size, rate, where the signal server is, start/stop; the
 //! preview, the links viewers use, and every connected viewer with its figures.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eframe::egui;
-use omnicast_engine::broadcaster::BroadcastStatus;
+use omnicast_engine::broadcaster::{BroadcastCommand, BroadcastStatus};
 use omnicast_engine::capture::SourceSpec;
+use omnicast_engine::channels::protocol::Viewport;
+use omnicast_engine::channels::room::DataStatus;
+use omnicast_engine::channels::views::{DEFAULT_ASPECT, Heatmap, outline, to_picture};
 use omnicast_engine::frame::FrameSlot;
-use omnicast_engine::service::{BroadcastPlan, Plan};
+use omnicast_engine::service::{BroadcastPlan, Plan, SessionCommand};
 use omnicast_engine::session::{Retry, SessionState};
 use omnicast_engine::settings::{SIZE_PRESETS, size_label};
 use omnicast_engine::values::{BitrateKbps, Fps};
@@ -42,6 +46,11 @@ impl OmnicastApp {
                     preview_slot,
                     preview: None,
                     preview_on: false,
+                    views: Default::default(),
+                    heatmap: Heatmap::new(),
+                    started: std::time::Instant::now(),
+                    messages: Default::default(),
+                    telemetry_draft: String::new(),
                 });
             }
             Err(e) => self.say(format!("Cannot broadcast: {e}")),
@@ -148,7 +157,43 @@ impl OmnicastApp {
                         ui.end_row();
                     });
             }
+            ui.add_space(6.0);
+            ui.separator();
+            ui.strong("Viewers' data channels");
+            egui::Grid::new("data grid")
+                .num_columns(2)
+                .spacing([8.0, 6.0])
+                .show(ui, |ui| {
+                    let label = ui.label("Control key");
+                    let key = egui::TextEdit::singleline(&mut s.control_key).password(true);
+                    ui.add(key).labelled_by(label.id).on_hover_text(
+                        "Viewers whose hello carries this key may send messages to the robot; \
+                         with none, nobody may",
+                    );
+                    ui.end_row();
+                    let label = ui.label("Robot bridge");
+                    let bridge =
+                        egui::TextEdit::singleline(&mut s.bridge).hint_text("tcp://127.0.0.1:9000");
+                    ui.add(bridge).labelled_by(label.id).on_hover_text(
+                        "The robot software's TCP server: viewers' messages go to it, its \
+                         telemetry to every viewer (one JSON object a line)",
+                    );
+                    ui.end_row();
+                });
+            ui.checkbox(&mut s.bridge_viewport, "Viewport samples to the bridge too");
+            ui.checkbox(&mut s.viewport_log, "Log every viewer's view");
+            ui.horizontal(|ui| {
+                let label = ui.label("to");
+                let path = egui::TextEdit::singleline(&mut s.viewport_log_path);
+                ui.add_enabled(s.viewport_log, path).labelled_by(label.id);
+            });
         });
+        ui.add_space(6.0);
+        ui.checkbox(&mut self.settings.show_views, "Show where viewers look");
+        ui.checkbox(
+            &mut self.settings.show_heatmap,
+            "Heat map of the last minute",
+        );
     }
 
     fn source_picker_ui(&mut self, ui: &mut egui::Ui, label_id: egui::Id) {
@@ -179,7 +224,20 @@ impl OmnicastApp {
     }
 
     fn broadcast_status_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(b) = &self.broadcasting else {
+        if let Some(data) = self.broadcast_screen_ui(ui)
+            && let Some(b) = &self.broadcasting
+        {
+            let id = b.id;
+            let command = SessionCommand::Broadcast(BroadcastCommand::Telemetry(data));
+            if let Err(e) = self.service.command(id, command) {
+                self.say(format!("Telemetry not sent: {e}"));
+            }
+        }
+    }
+
+    /// Draws the broadcast; returns telemetry the person typed, to send.
+    fn broadcast_screen_ui(&mut self, ui: &mut egui::Ui) -> Option<serde_json::Value> {
+        let Some(b) = &mut self.broadcasting else {
             ui.centered_and_justified(|ui| {
                 ui.label(if self.cameras.is_empty() {
                     "Not broadcasting. No camera found: a broadcast sends the test pattern."
@@ -187,7 +245,7 @@ impl OmnicastApp {
                     "Not broadcasting."
                 });
             });
-            return;
+            return None;
         };
         let none_yet = BroadcastStatus::default();
         let status = b.status.as_deref().unwrap_or(&none_yet);
@@ -232,26 +290,59 @@ impl OmnicastApp {
             status.encode_ms_avg,
             if threads == 1 { "" } else { "s" },
         ));
-        let preview_height = (ui.available_height() - 140.0).max(120.0);
+        data_line_ui(ui, &status.data);
+        let preview_height = (ui.available_height() - 200.0).max(120.0);
         if let Some(p) = &b.preview {
             let size = fit(p.size(), egui::vec2(ui.available_width(), preview_height));
             let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
             ui.painter().add(p.flat_shape(rect));
+            let [w, h] = p.size();
+            // Where viewers look means something on a 2:1 (equirectangular) picture only.
+            let equirect = h > 0 && (w as f32 / h as f32 - 2.0).abs() < 0.05;
+            if equirect && self.settings.show_heatmap {
+                heatmap_ui(
+                    ui.painter(),
+                    rect,
+                    &b.heatmap,
+                    b.started.elapsed().as_secs(),
+                );
+            }
+            if equirect && self.settings.show_views {
+                views_ui(ui.painter(), rect, &b.views);
+            }
             response.on_hover_text("Preview of what goes out");
+        }
+        let mut telemetry = None;
+        ui.horizontal(|ui| {
+            let label = ui.label("Telemetry to viewers");
+            let edit = egui::TextEdit::singleline(&mut b.telemetry_draft)
+                .hint_text(r#"{"battery": 0.8} or text"#)
+                .desired_width(280.0);
+            let response = ui.add(edit).labelled_by(label.id);
+            let enter = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (enter || ui.button("Send").clicked()) && !b.telemetry_draft.trim().is_empty() {
+                let text = std::mem::take(&mut b.telemetry_draft);
+                telemetry =
+                    Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
+            }
+        });
+        for (viewer, data) in &b.messages {
+            ui.label(format!("{viewer}: {data}"));
         }
         ui.separator();
         if viewers.is_empty() {
             ui.weak("No viewers yet: each one is listed here as it connects.");
-            return;
+            return telemetry;
         }
         egui::Grid::new("viewers")
             .striped(true)
-            .num_columns(4)
+            .num_columns(5)
             .show(ui, |ui| {
                 ui.strong("Viewer");
                 ui.strong("Connection");
                 ui.strong("RTT");
                 ui.strong("Sending");
+                ui.strong("Looking at");
                 ui.end_row();
                 for v in viewers {
                     ui.label(&v.id);
@@ -265,9 +356,109 @@ impl OmnicastApp {
                             .map_or_else(|| "—".to_owned(), |r| format!("{r:.1} ms")),
                     );
                     ui.label(format!("{:.0} kbit/s", v.sent_kbps));
+                    let data = v.data.clone().unwrap_or_default();
+                    ui.label(match data.viewport {
+                        Some(view) => format!(
+                            "yaw {:.0}°, pitch {:.0}°{}",
+                            view.yaw_deg,
+                            view.pitch_deg,
+                            if data.control { " · control" } else { "" }
+                        ),
+                        None if data.control => "control".to_owned(),
+                        None => "—".to_owned(),
+                    });
                     ui.end_row();
                 }
             });
+        telemetry
+    }
+}
+
+/// What the data channels are doing, in a line.
+fn data_line_ui(ui: &mut egui::Ui, d: &DataStatus) {
+    let mut parts = vec![format!(
+        "{} viewer{} sending views, {} samples, {} message{} ({} refused)",
+        d.viewers_sending_views,
+        if d.viewers_sending_views == 1 {
+            ""
+        } else {
+            "s"
+        },
+        d.viewport_samples,
+        d.messages_accepted,
+        if d.messages_accepted == 1 { "" } else { "s" },
+        d.messages_refused,
+    )];
+    if let Some(log) = &d.log {
+        parts.push(match &log.error {
+            Some(e) => format!("log: {e} ({} dropped)", log.dropped),
+            None if log.dropped > 0 => {
+                format!("log: {} written, {} dropped", log.written, log.dropped)
+            }
+            None => format!("log: {} written", log.written),
+        });
+    }
+    if let Some(bridge) = &d.bridge {
+        parts.push(if bridge.connected {
+            format!(
+                "robot: connected ({} sent, {} received)",
+                bridge.sent, bridge.received
+            )
+        } else {
+            format!(
+                "robot: away ({})",
+                bridge.last_error.as_deref().unwrap_or("connecting")
+            )
+        });
+    }
+    ui.label(parts.join(" · "));
+}
+
+/// Colours for viewers' outlines, by their place in the list.
+const VIEW_COLOURS: [egui::Color32; 6] = [
+    egui::Color32::from_rgb(255, 210, 0),
+    egui::Color32::from_rgb(0, 220, 255),
+    egui::Color32::from_rgb(255, 80, 200),
+    egui::Color32::from_rgb(120, 255, 80),
+    egui::Color32::from_rgb(255, 140, 40),
+    egui::Color32::from_rgb(180, 140, 255),
+];
+
+/// Each viewer's view outlined on the equirectangular preview in `rect`.
+fn views_ui(painter: &egui::Painter, rect: egui::Rect, views: &BTreeMap<String, Viewport>) {
+    let at = |p: [f32; 2]| rect.min + egui::vec2(p[0] * rect.width(), p[1] * rect.height());
+    for (i, view) in views.values().enumerate() {
+        let colour = VIEW_COLOURS[i % VIEW_COLOURS.len()];
+        for line in outline(view, DEFAULT_ASPECT) {
+            let points: Vec<egui::Pos2> = line.into_iter().map(at).collect();
+            painter.add(egui::Shape::line(points, egui::Stroke::new(2.0, colour)));
+        }
+        painter.circle_filled(at(to_picture(view.yaw_deg, view.pitch_deg)), 3.0, colour);
+    }
+}
+
+/// Where viewers looked over the last minute, as translucent red over the preview.
+fn heatmap_ui(painter: &egui::Painter, rect: egui::Rect, heatmap: &Heatmap, now_s: u64) {
+    let (grid, max) = heatmap.grid(now_s);
+    if max <= 0.0 {
+        return;
+    }
+    let cell = egui::vec2(
+        rect.width() / Heatmap::COLUMNS as f32,
+        rect.height() / Heatmap::ROWS as f32,
+    );
+    for (i, v) in grid.iter().enumerate() {
+        if *v <= 0.0 {
+            continue;
+        }
+        let (row, col) = (i / Heatmap::COLUMNS, i % Heatmap::COLUMNS);
+        let min = rect.min + egui::vec2(col as f32 * cell.x, row as f32 * cell.y);
+        let alpha = (40.0 + 160.0 * (v / max)) as u8;
+        painter.rect_filled(
+            egui::Rect::from_min_size(min, cell),
+            0.0,
+            egui::Color32::from_rgba_unmultiplied(255, 40, 0, alpha),
+        );
     }
 }
 

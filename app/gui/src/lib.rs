@@ -7,6 +7,7 @@ mod broadcaster_ui;
 pub mod video;
 mod viewer_ui;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use omnicast_engine::broadcaster::{BroadcastCommand, BroadcastEvent, BroadcastStatus};
 use omnicast_engine::capture::CameraInfo;
+use omnicast_engine::channels::protocol::Viewport;
+use omnicast_engine::channels::views::Heatmap;
 use omnicast_engine::frame::{FrameSlot, VideoFrame, save_png};
 use omnicast_engine::hosting::Hosted;
 use omnicast_engine::peer::PeerSettings;
@@ -92,7 +95,18 @@ struct Broadcasting {
     preview: Option<VideoTexture>,
     /// Whether the session was last told to fill the preview.
     preview_on: bool,
+    /// Where each viewer looks now, and where viewers looked over the last minute.
+    views: BTreeMap<String, Viewport>,
+    heatmap: Heatmap,
+    started: Instant,
+    /// The latest messages from viewers with control, newest last.
+    messages: VecDeque<(String, serde_json::Value)>,
+    /// Telemetry being typed.
+    telemetry_draft: String,
 }
+
+/// Messages from viewers kept on the broadcaster screen.
+const MESSAGES_SHOWN: usize = 5;
 
 /// A running viewer as the UI sees it: what its events said last.
 struct Viewing {
@@ -101,6 +115,14 @@ struct Viewing {
     view: Option<ViewState>,
     stats: Option<Box<ViewerStats>>,
     slot: Arc<FrameSlot>,
+    /// Whether the broadcaster lets our messages reach the robot (its last welcome).
+    control: Option<bool>,
+    /// The latest telemetry and when it came.
+    telemetry: Option<(serde_json::Value, Instant)>,
+    /// The view last sent to the session.
+    looked: Option<Viewport>,
+    /// A message being typed.
+    message_draft: String,
 }
 
 /// Frames the window showed, for `--frames` and the statistics.
@@ -296,6 +318,20 @@ impl OmnicastApp {
                     b.hosted = Some(h);
                 }
                 SessionEvent::Broadcast(BroadcastEvent::Status(s)) => b.status = Some(s),
+                SessionEvent::Broadcast(BroadcastEvent::Views(views)) => {
+                    let now_s = b.started.elapsed().as_secs();
+                    for v in views.values() {
+                        b.heatmap.add(now_s, v);
+                    }
+                    b.views = views;
+                }
+                SessionEvent::Broadcast(BroadcastEvent::Message { viewer, data }) => {
+                    if b.messages.len() == MESSAGES_SHOWN {
+                        b.messages.pop_front();
+                    }
+                    b.messages.push_back((viewer, data));
+                }
+                SessionEvent::Broadcast(BroadcastEvent::Refused(why)) => self.say(why),
                 SessionEvent::View(_) => {}
             }
         } else if let Some(v) = self.viewing.as_mut().filter(|v| v.id == id) {
@@ -309,6 +345,11 @@ impl OmnicastApp {
                 SessionEvent::State(state) => v.state = state,
                 SessionEvent::View(ViewEvent::State(s)) => v.view = Some(s),
                 SessionEvent::View(ViewEvent::Stats(s)) => v.stats = Some(s),
+                SessionEvent::View(ViewEvent::Control(c)) => v.control = Some(c),
+                SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
+                    v.telemetry = Some((data, Instant::now()));
+                }
+                SessionEvent::View(ViewEvent::Refused(why)) => self.say(why),
                 SessionEvent::Broadcast(_) => {}
             }
         }

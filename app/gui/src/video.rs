@@ -6,6 +6,7 @@
 
 use eframe::egui;
 use eframe::egui_wgpu::{self, wgpu};
+use omnicast_engine::channels::protocol::Viewport;
 use omnicast_engine::frame::VideoFrame;
 
 /// One video's textures (Y, and UV interleaved), made once per picture size and written in place
@@ -207,6 +208,19 @@ impl SphereView {
     pub fn zoom(&mut self, scroll: f32) {
         self.fov_deg =
             (self.fov_deg * (-scroll * 0.002).exp()).clamp(Self::MIN_FOV_DEG, Self::MAX_FOV_DEG);
+    }
+
+    /// This view in the data-channel protocol's terms (yaw in [-180, 180), the horizontal field
+    /// of view of a window `aspect` wide per unit of height), as it is sent to the broadcaster.
+    pub fn viewport(&self, aspect: f32) -> Viewport {
+        let half_v = f64::from(self.fov_deg).to_radians() / 2.0;
+        let hfov = 2.0 * (half_v.tan() * f64::from(aspect.max(0.01))).atan();
+        Viewport::new(
+            f64::from(self.yaw_deg),
+            f64::from(self.pitch_deg),
+            0.0,
+            Some(hfov.to_degrees()),
+        )
     }
 
     /// The direction (x right, y up, z towards the viewer) seen at `ndc` (−1..1 both ways, y
@@ -546,6 +560,38 @@ mod tests {
 
     fn close(a: [f32; 2], b: [f32; 2]) -> bool {
         (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3
+    }
+
+    #[test]
+    fn the_view_sent_to_the_broadcaster_is_the_one_on_screen() {
+        use omnicast_engine::channels::views::{outline, to_picture};
+        for (yaw, pitch) in [(0.0, 0.0), (90.0, 20.0), (200.0, -45.0), (359.0, 80.0)] {
+            let mut v = SphereView::default();
+            v.turn(yaw, pitch);
+            let sent = v.viewport(16.0 / 9.0);
+            let [x, y] = to_picture(sent.yaw_deg, sent.pitch_deg);
+            let centre = SphereView::equirect_uv(v.ray([0.0, 0.0], 16.0 / 9.0));
+            assert!(
+                close([x, y], centre),
+                "{yaw},{pitch}: {:?} vs {centre:?}",
+                [x, y]
+            );
+            assert!((-180.0..180.0).contains(&sent.yaw_deg));
+            // The outline the broadcaster draws passes through the screen's right edge.
+            let edge = SphereView::equirect_uv(v.ray([1.0, 0.0], 16.0 / 9.0));
+            let nearest = outline(&sent, 16.0 / 9.0)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (p[0] - edge[0]).abs().min(1.0 - (p[0] - edge[0]).abs())
+                        + (p[1] - edge[1]).abs()
+                })
+                .fold(f32::MAX, f32::min);
+            assert!(nearest < 0.01, "{yaw},{pitch}: {nearest}");
+        }
+        // A 90° tall view in a 16:9 window is about 121° wide.
+        let fov = SphereView::default().viewport(16.0 / 9.0).fov_deg.unwrap();
+        assert!((fov - 121.3).abs() < 0.5, "{fov}");
     }
 
     #[test]

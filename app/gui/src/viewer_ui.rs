@@ -7,10 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use eframe::egui;
 use omnicast_engine::frame::FrameSlot;
-use omnicast_engine::service::{Plan, ViewPlan};
+use omnicast_engine::service::{Plan, SessionCommand, ViewPlan};
 use omnicast_engine::session::{Retry, SessionState};
 use omnicast_engine::viewer::display::Display;
-use omnicast_engine::viewer::{ViewState, ViewerStats};
+use omnicast_engine::viewer::{ViewCommand, ViewState, ViewerStats};
 
 use super::broadcaster_ui::fit;
 use super::{OmnicastApp, Shown, Viewing, describe};
@@ -43,6 +43,10 @@ impl OmnicastApp {
                     view: None,
                     stats: None,
                     slot,
+                    control: None,
+                    telemetry: None,
+                    looked: None,
+                    message_draft: String::new(),
                 });
             }
             Err(e) => self.say(format!("Cannot connect: {e}")),
@@ -92,6 +96,13 @@ impl OmnicastApp {
                 let label = ui.label("Room");
                 let edit = egui::TextEdit::singleline(&mut self.settings.room);
                 ui.add(edit.desired_width(90.0)).labelled_by(label.id);
+                let label = ui.label("Control key");
+                let edit = egui::TextEdit::singleline(&mut self.settings.control_key)
+                    .password(true)
+                    .desired_width(80.0);
+                ui.add(edit).labelled_by(label.id).on_hover_text(
+                    "The broadcast's control key lets you send messages to the robot",
+                );
             });
             if viewing {
                 if ui.button("Disconnect").clicked() {
@@ -116,6 +127,57 @@ impl OmnicastApp {
                 self.save_snapshot();
             }
         });
+        if self.viewing.is_some() && !self.settings.control_key.is_empty() {
+            self.message_ui(ui);
+        }
+    }
+
+    /// The message box: JSON (or plain text, sent as a string) for the robot.
+    fn message_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(v) = &mut self.viewing else { return };
+        let mut send = false;
+        ui.horizontal(|ui| {
+            let label = ui.label("Message to the robot");
+            let edit = egui::TextEdit::singleline(&mut v.message_draft)
+                .hint_text(r#"{"drive": [1, 0]} or text"#)
+                .desired_width(320.0);
+            let response = ui.add(edit).labelled_by(label.id);
+            send = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            send |= ui.button("Send").clicked();
+            ui.label(match v.control {
+                Some(true) => "control: yes",
+                Some(false) => "control: refused (wrong key?)",
+                None => "control: waiting for the broadcaster",
+            });
+        });
+        if send && !v.message_draft.trim().is_empty() {
+            let text = std::mem::take(&mut v.message_draft);
+            let data = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            let id = v.id;
+            if let Err(e) = self
+                .service
+                .command(id, SessionCommand::View(ViewCommand::Message(data)))
+            {
+                self.say(format!("Message not sent: {e}"));
+            }
+        }
+    }
+
+    /// Tells the session where the 360° view looks, when it changed (the session paces what
+    /// goes to the broadcaster).
+    fn send_look(&mut self, area: egui::Rect) {
+        let Some(v) = &mut self.viewing else { return };
+        let view = self.sphere.viewport(area.width() / area.height().max(1.0));
+        if v.looked == Some(view) {
+            return;
+        }
+        match self
+            .service
+            .command(v.id, SessionCommand::View(ViewCommand::Look(view)))
+        {
+            Ok(()) => v.looked = Some(view),
+            Err(e) => tracing::debug!("view not sent: {e}"),
+        }
     }
 
     fn video_ui(&mut self, ui: &mut egui::Ui) {
@@ -129,6 +191,7 @@ impl OmnicastApp {
             self.latest.is_some() && self.video.is_some() && state == Some(ViewState::Live);
         if showing && self.settings.sphere {
             self.sphere_input(ui, &response, area);
+            self.send_look(area);
         }
         if showing && let Some(video) = &self.video {
             if self.settings.sphere {
@@ -150,9 +213,10 @@ impl OmnicastApp {
             ui.put(area, egui::Label::new(text));
         }
         if self.settings.overlay
-            && let Some(stats) = self.viewer_stats()
+            && let Some(v) = &self.viewing
+            && let Some(stats) = v.stats.as_deref()
         {
-            overlay_ui(ui, area, stats, self.shown);
+            overlay_ui(ui, area, stats, self.shown, v.telemetry.as_ref());
         }
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Video, true, "video"));
     }
@@ -224,10 +288,27 @@ fn bars(area: egui::Rect, picture: egui::Rect) -> [egui::Rect; 2] {
 }
 
 /// The statistics shown over the video's top-left corner.
-fn overlay_ui(ui: &egui::Ui, area: egui::Rect, s: &ViewerStats, shown: Shown) {
+fn overlay_ui(
+    ui: &egui::Ui,
+    area: egui::Rect,
+    s: &ViewerStats,
+    shown: Shown,
+    telemetry: Option<&(serde_json::Value, std::time::Instant)>,
+) {
     let mut latency: Vec<u32> = s.latency_ms.iter().rev().take(90).copied().collect();
     latency.sort_unstable();
     let median = latency.get(latency.len() / 2);
+    let telemetry = telemetry.map_or_else(
+        || "telemetry —".to_owned(),
+        |(data, at)| {
+            let mut text = data.to_string();
+            if let Some((cut, _)) = text.char_indices().nth(60) {
+                text.truncate(cut);
+                text.push('…');
+            }
+            format!("telemetry {text} ({:.0} s ago)", at.elapsed().as_secs_f32())
+        },
+    );
     let lines = [
         format!("{}×{}", s.width, s.height),
         format!(
@@ -248,6 +329,7 @@ fn overlay_ui(ui: &egui::Ui, area: egui::Rect, s: &ViewerStats, shown: Shown) {
             median.map_or_else(|| "— (no stamp)".to_owned(), |m| format!("{m} ms"))
         ),
         format!("decode {:.1} ms", s.decode_ms_avg),
+        telemetry,
     ];
     egui::Area::new(egui::Id::unique("statistics overlay"))
         .fixed_pos(area.min + egui::vec2(12.0, 12.0))

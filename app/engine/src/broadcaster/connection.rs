@@ -1,5 +1,5 @@
 //! One viewer's peer connection, as a task of its own: it sets the connection up (a local track
-//! per session track, an offer), then carries out the fan-out's commands in order (answer,
+//! per session track, the data channels, an offer), then carries out the fan-out's commands in order (answer,
 //! candidates, forwarding, figures) and reports back, tagged with its [`ConnId`]. Slow steps of
 //! one connection (setting it up, gathering its statistics) never hold up the others or the
 //! broadcaster's event loop.
@@ -19,7 +19,11 @@ use webrtc::peer_connection::{
 };
 
 use super::network::{Forwarded, OutTrack, forward};
-use crate::fanout::{ConnCommand, ConnId, ConnReport};
+use crate::channels::{
+    self,
+    room::{Channels, DataRoom},
+};
+use crate::fanout::{ConnCommand, ConnId, ConnReport, ViewerId};
 use crate::feedback::is_keyframe_request;
 use crate::media::MediaKind;
 use crate::peer::{self, PeerEvent, PeerSettings};
@@ -38,16 +42,24 @@ pub struct Connection {
 pub type Reports = mpsc::Sender<(ConnId, ConnReport)>;
 
 impl Connection {
-    /// Starts connection `conn` with `tracks`; what it has to say goes to `reports`.
+    /// Starts connection `conn` to `viewer` with `tracks` and the data channels of `room`;
+    /// what it has to say goes to `reports`.
     pub fn open(
         conn: ConnId,
+        viewer: ViewerId,
         peer: PeerSettings,
         tracks: Arc<[OutTrack]>,
+        room: Arc<DataRoom>,
         reports: Reports,
     ) -> Self {
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (close, close_rx) = oneshot::channel();
-        tokio::spawn(run(conn, peer, tracks, reports, commands_rx, close_rx));
+        let ends = Ends {
+            reports,
+            commands: commands_rx,
+            close: close_rx,
+        };
+        tokio::spawn(run(conn, viewer, peer, tracks, room, ends));
         Self {
             commands,
             close: Some(close),
@@ -78,23 +90,40 @@ async fn report(reports: &Reports, conn: ConnId, r: ConnReport) {
     let _ = reports.send((conn, r)).await;
 }
 
+/// The connection task's ends of its channels.
+struct Ends {
+    reports: Reports,
+    commands: mpsc::Receiver<ConnCommand>,
+    close: oneshot::Receiver<()>,
+}
+
 async fn run(
     conn: ConnId,
+    viewer: ViewerId,
     peer_settings: PeerSettings,
     tracks: Arc<[OutTrack]>,
-    reports: Reports,
-    mut commands: mpsc::Receiver<ConnCommand>,
-    mut close: oneshot::Receiver<()>,
+    room: Arc<DataRoom>,
+    ends: Ends,
 ) {
+    let Ends {
+        reports,
+        mut commands,
+        mut close,
+    } = ends;
     let (events_tx, mut events) = mpsc::channel(64);
     let set_up = tokio::select! {
         r = set_up(conn, &peer_settings, &tracks, events_tx) => r,
         _ = &mut close => return,
     };
-    let (pc, mut locals) = match set_up {
-        Ok(SetUp { pc, locals, offer }) => {
+    let (pc, mut locals, channels) = match set_up {
+        Ok(SetUp {
+            pc,
+            locals,
+            channels,
+            offer,
+        }) => {
             report(&reports, conn, ConnReport::Offer(offer)).await;
-            (pc, locals)
+            (pc, locals, channels)
         }
         Err(e) => {
             report(&reports, conn, ConnReport::Failed(e)).await;
@@ -102,6 +131,8 @@ async fn run(
         }
     };
     let mut forwarding = tokio::task::JoinSet::new();
+    // What the viewer says on its data channels never holds up the media or this loop.
+    let data = tokio::spawn(channels::room::serve(room, viewer, channels));
     let mut bytes_sent = 0;
     loop {
         tokio::select! {
@@ -152,7 +183,7 @@ async fn run(
                         _ => {}
                     }
                 }
-                PeerEvent::Track(_) | PeerEvent::IceConnected => {}
+                PeerEvent::Track(_) | PeerEvent::IceConnected | PeerEvent::DataChannel(_) => {}
             },
             Some(ended) = forwarding.join_next() => {
                 if matches!(ended, Ok(Forwarded::WriteFailed)) {
@@ -163,6 +194,7 @@ async fn run(
         }
     }
     forwarding.abort_all();
+    data.abort();
     if let Err(e) = pc.close().await {
         tracing::debug!(%conn, "closing: {e}");
     }
@@ -219,6 +251,7 @@ impl Local {
 struct SetUp {
     pc: Arc<dyn PeerConnection>,
     locals: Vec<Local>,
+    channels: Channels,
     offer: serde_json::Value,
 }
 
@@ -262,13 +295,20 @@ async fn set_up(
                 frames: Some(out.subscribe()),
             });
         }
+        // The data channels, before the offer so it carries them.
+        let channels = channels::room::open(&*pc).await?;
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
-        Ok::<_, webrtc::error::Error>((locals, peer::description_json(&offer)))
+        Ok::<_, webrtc::error::Error>((locals, channels, peer::description_json(&offer)))
     }
     .await;
     match result {
-        Ok((locals, offer)) => Ok(SetUp { pc, locals, offer }),
+        Ok((locals, channels, offer)) => Ok(SetUp {
+            pc,
+            locals,
+            channels,
+            offer,
+        }),
         Err(e) => {
             let _ = pc.close().await;
             Err(e.to_string())

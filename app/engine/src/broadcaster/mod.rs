@@ -8,15 +8,17 @@ pub mod connection;
 pub mod network;
 pub mod video;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::channels::protocol::Viewport;
+use crate::channels::room::{DataRoom, DataSettings, DataStatus};
 use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
 use crate::media::{H264, KeyframeRequest, TrackId, TrackSink, TrackSpec};
 use crate::peer::PeerSettings;
@@ -34,6 +36,8 @@ pub struct BroadcastSettings {
     pub key: Option<String>,
     pub video: VideoSettings,
     pub peer: PeerSettings,
+    /// What happens to what viewers send on the data channels.
+    pub data: DataSettings,
 }
 
 /// What a running broadcast can be told.
@@ -41,6 +45,8 @@ pub struct BroadcastSettings {
 pub enum BroadcastCommand {
     /// Fill the preview slot (a window shows it) or stop doing so.
     Preview(bool),
+    /// Send this to every viewer as telemetry.
+    Telemetry(Value),
 }
 
 /// What a broadcast reports.
@@ -50,6 +56,12 @@ pub enum BroadcastEvent {
     Hosting(crate::hosting::Hosted),
     /// Everything the broadcast knows about itself, every half second while it changes.
     Status(Box<BroadcastStatus>),
+    /// Where each viewer looks now (those that say), every 100 ms while it changes.
+    Views(BTreeMap<String, Viewport>),
+    /// A viewer with control sent this (it went to the robot too, if bridged).
+    Message { viewer: String, data: Value },
+    /// Something the broadcast was told to do and could not.
+    Refused(String),
 }
 
 /// A broadcast's state, in one place.
@@ -71,6 +83,8 @@ pub struct BroadcastStatus {
     pub encode_ms_avg: f64,
     /// Threads encoding the current picture size.
     pub encoder_threads: u64,
+    /// The data channels: samples, messages, the log, the bridge.
+    pub data: DataStatus,
 }
 
 impl BroadcastStatus {
@@ -82,11 +96,14 @@ impl BroadcastStatus {
 
 /// How often the status is sent while it changes.
 pub const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// How often where viewers look is sent while it changes.
+pub const VIEWS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs one attempt at a broadcast until `stop`: its tracks, the signalling, a connection per
 /// viewer. Commands come from `commands`, the status goes to `events`.
 pub async fn run(
     settings: BroadcastSettings,
+    room: Arc<DataRoom>,
     preview: Option<PreviewTap>,
     commands: &mut mpsc::Receiver<BroadcastCommand>,
     events: &SessionEvents,
@@ -113,6 +130,7 @@ pub async fn run(
     })?;
     let result = Broadcast {
         settings: &settings,
+        room,
         tracks,
         keyframe,
         preview,
@@ -127,6 +145,7 @@ pub async fn run(
 
 struct Broadcast<'a> {
     settings: &'a BroadcastSettings,
+    room: Arc<DataRoom>,
     tracks: Arc<[OutTrack]>,
     keyframe: KeyframeRequest,
     preview: Option<PreviewTap>,
@@ -160,6 +179,9 @@ impl Broadcast<'_> {
         let mut status = StatusKeeper::default();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut views_tick = tokio::time::interval(VIEWS_INTERVAL);
+        views_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_views = BTreeMap::new();
         let stopped = stop.stopped();
         tokio::pin!(stopped);
         let mut result = Ok(());
@@ -171,6 +193,13 @@ impl Broadcast<'_> {
                     BroadcastCommand::Preview(on) => {
                         if let Some(p) = &self.preview {
                             p.set(on);
+                        }
+                    }
+                    BroadcastCommand::Telemetry(data) => {
+                        if let Err(e) = self.room.send_telemetry(data) {
+                            self.events.offer(crate::service::SessionEvent::Broadcast(
+                                BroadcastEvent::Refused(e.to_string()),
+                            ));
                         }
                     }
                 },
@@ -215,7 +244,21 @@ impl Broadcast<'_> {
                 }
                 () = tokio::time::sleep_until(deadline) => fanout.handle_timeout(Instant::now()),
                 _ = status_tick.tick() => {
-                    status.offer(self.events, &fanout, self.figures);
+                    status.offer(self.events, &fanout, self.figures, &self.room);
+                }
+                _ = views_tick.tick() => {
+                    let views: BTreeMap<String, Viewport> = self
+                        .room
+                        .viewers()
+                        .into_iter()
+                        .filter_map(|(id, v)| Some((id, v.viewport?)))
+                        .collect();
+                    if views != last_views {
+                        self.events.offer(crate::service::SessionEvent::Broadcast(
+                            BroadcastEvent::Views(views.clone()),
+                        ));
+                        last_views = views;
+                    }
                 }
             }
             self.act(&mut fanout, &mut conns, &signal, &peer, &reports_tx)
@@ -242,8 +285,14 @@ impl Broadcast<'_> {
                 Output::Announce => signal.send("broadcaster", vec![]).await,
                 Output::Open { conn, viewer } => {
                     tracing::debug!(%conn, viewer = %viewer, "offering");
-                    let c =
-                        Connection::open(conn, peer.clone(), self.tracks.clone(), reports.clone());
+                    let c = Connection::open(
+                        conn,
+                        viewer,
+                        peer.clone(),
+                        self.tracks.clone(),
+                        self.room.clone(),
+                        reports.clone(),
+                    );
                     conns.insert(conn, c);
                 }
                 Output::SendOffer { viewer, offer } => {
@@ -279,7 +328,13 @@ struct StatusKeeper {
 }
 
 impl StatusKeeper {
-    fn offer(&mut self, events: &SessionEvents, fanout: &Fanout, figures: &VideoFigures) {
+    fn offer(
+        &mut self,
+        events: &SessionEvents,
+        fanout: &Fanout,
+        figures: &VideoFigures,
+        room: &DataRoom,
+    ) {
         let now = Instant::now();
         let frames_encoded = figures.frames_encoded.load(Ordering::Relaxed);
         let fps = self.last_frames.map_or(0.0, |(n, at)| {
@@ -295,7 +350,14 @@ impl StatusKeeper {
             signal_connected: fanout.signal_up(),
             source: figures.source.lock().clone(),
             viewers_in_room: self.viewers_in_room,
-            viewers: fanout.viewers(now),
+            viewers: {
+                let mut data = room.viewers();
+                let mut viewers = fanout.viewers(now);
+                for v in &mut viewers {
+                    v.data = data.remove(&v.id);
+                }
+                viewers
+            },
             frames_encoded,
             fps,
             keyframes: figures.keyframes.load(Ordering::Relaxed),
@@ -304,6 +366,7 @@ impl StatusKeeper {
                 / frames_encoded.max(1) as f64
                 / 1e3,
             encoder_threads: figures.encoder_threads.load(Ordering::Relaxed),
+            data: room.status(),
         };
         if self.last.as_ref() != Some(&status) {
             events.offer(crate::service::SessionEvent::Broadcast(

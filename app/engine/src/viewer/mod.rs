@@ -19,17 +19,36 @@ use webrtc::peer_connection::{
     PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
 };
 
+use crate::channels::link::{Link, LinkEvent, ViewportPacer};
+use crate::channels::protocol::{Viewport, ViewportSample};
+use crate::channels::room::unix_ms;
+use crate::channels::trace::Trace;
 use crate::media::{KeyframeRequest, TrackId, TrackSink, TrackSpec};
 use crate::peer::{self, ConnId, PeerEvent, PeerSettings};
 use crate::service::{SessionEvent, SessionEvents};
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
+use crate::values::ControlKey;
 
 #[derive(Debug, Clone)]
 pub struct ViewSettings {
     pub server_url: String,
     pub room: String,
     pub peer: PeerSettings,
+    /// Said in `hello`: with the room's key, this viewer's messages reach the robot.
+    pub control_key: Option<ControlKey>,
+    /// A head-motion trace to send as viewport samples, from the first decoded frame on.
+    pub viewport_trace: Option<Arc<Trace>>,
+}
+
+/// What a running viewer can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewCommand {
+    /// The viewer looks here now (a 360° view): sent to the broadcaster as it changes, at most
+    /// 30 times a second, and once a second while it does not.
+    Look(Viewport),
+    /// Send this to the robot (it arrives only with the control key).
+    Message(Value),
 }
 
 /// What the viewer is doing within an attempt (the session says when it is retrying).
@@ -63,6 +82,15 @@ pub enum ViewEvent {
     State(ViewState),
     /// Its figures, every half second while they change.
     Stats(Box<ViewerStats>),
+    /// The broadcaster welcomed us on its data channel: `true` if our messages reach the robot.
+    Control(bool),
+    /// Telemetry from the broadcaster (the robot), sent at `t_ms` on its clock.
+    Telemetry {
+        t_ms: f64,
+        data: Value,
+    },
+    /// Something sent was refused (by the broadcaster, or it could not go).
+    Refused(String),
 }
 
 /// Receive-side figures.
@@ -101,6 +129,10 @@ pub struct ViewerStats {
     pub fps_received: f64,
     pub bitrate_kbps: f64,
     pub decode_ms_avg: f64,
+    /// Viewport samples sent to the broadcaster.
+    pub viewport_samples_sent: u64,
+    pub messages_sent: u64,
+    pub telemetry_received: u64,
 }
 
 /// Latency samples kept (the most recent: 20 s at 30 fps).
@@ -113,6 +145,8 @@ pub struct Figures {
     /// When the first frame was decoded, with the frames and bytes received by then (rates are
     /// measured from there).
     live_since: Mutex<Option<(Instant, u64, u64)>>,
+    /// Told when the first frame is decoded.
+    first_frame: tokio::sync::Notify,
 }
 
 impl Figures {
@@ -123,9 +157,11 @@ impl Figures {
     /// Records that the first frame was decoded now.
     pub fn mark_live(&self) {
         let s = self.inner.lock();
-        self.live_since
-            .lock()
-            .get_or_insert((Instant::now(), s.frames_received, s.bytes_received));
+        let mut live = self.live_since.lock();
+        if live.is_none() {
+            *live = Some((Instant::now(), s.frames_received, s.bytes_received));
+            self.first_frame.notify_one();
+        }
     }
 
     /// Records when a step of the first connection happened (later repeats are ignored).
@@ -183,8 +219,9 @@ struct Current {
 }
 
 /// Closes the current connection, if any, without waiting for it.
-fn close(current: &mut Option<Current>) {
+fn close(current: &mut Option<Current>, link: &Link) {
     if let Some(c) = current.take() {
+        link.forget(c.conn);
         if let Some(rtt) = c.rtt {
             rtt.abort();
         }
@@ -198,11 +235,18 @@ fn close(current: &mut Option<Current>) {
 pub async fn run(
     settings: ViewSettings,
     sinks: Arc<[Arc<dyn ViewSink>]>,
+    commands: &mut mpsc::Receiver<ViewCommand>,
     events: &SessionEvents,
     stop: StopSignal,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let figures = Arc::new(Figures::default());
+    let link = Link::new(settings.control_key.clone());
+    let mut pacer = ViewportPacer::default();
+    let replay = settings
+        .viewport_trace
+        .clone()
+        .map(|trace| Replay(tokio::spawn(replay(trace, link.clone(), figures.clone()))));
     let mut state = State::new(events);
     state.set(ViewState::Connecting).await;
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
@@ -220,8 +264,24 @@ pub async fn run(
     tokio::pin!(stopped);
     let mut result = Ok(());
     loop {
+        let pace_at = pacer.next_at().map(tokio::time::Instant::from_std);
         tokio::select! {
             () = &mut stopped => break,
+            Some(command) = commands.recv() => match command {
+                ViewCommand::Look(view) => pacer.update(view),
+                ViewCommand::Message(data) => match link.send_message(data).await {
+                    Ok(()) => figures.update(|s| s.messages_sent += 1),
+                    Err(e) => events.offer(SessionEvent::View(ViewEvent::Refused(e.to_string()))),
+                },
+            },
+            () = sleep_until_some(pace_at) => {
+                if let Some(view) = pacer.poll(Instant::now()) {
+                    let sample = ViewportSample { t_ms: unix_ms(), view };
+                    if link.send_viewport(&sample).await.is_ok() {
+                        figures.update(|s| s.viewport_samples_sent += 1);
+                    }
+                }
+            }
             _ = stats_tick.tick() => {
                 let s = figures.snapshot();
                 if last_stats.as_ref() != Some(&s) {
@@ -236,7 +296,7 @@ pub async fn run(
                     signal.send("watcher", vec![]).await;
                 }
                 SignalEvent::Broadcaster => {
-                    close(&mut current);
+                    close(&mut current, &link);
                     signal.send("watcher", vec![]).await;
                 }
                 // The picture keeps coming peer to peer; the signalling reconnects by itself.
@@ -247,17 +307,17 @@ pub async fn run(
                 }
                 SignalEvent::NoBroadcaster => state.set(ViewState::WaitingForBroadcaster).await,
                 SignalEvent::BroadcasterLeft => {
-                    close(&mut current);
+                    close(&mut current, &link);
                     state.set(ViewState::BroadcasterLeft).await;
                 }
                 SignalEvent::PeerLeft(id) => {
                     if current.as_ref().is_some_and(|c| c.broadcaster == id) {
-                        close(&mut current);
+                        close(&mut current, &link);
                         state.set(ViewState::BroadcasterLeft).await;
                     }
                 }
                 SignalEvent::Offer(from, desc) => {
-                    close(&mut current);
+                    close(&mut current, &link);
                     figures.mark("2 offer", started);
                     state.set(ViewState::Negotiating).await;
                     let conn = ConnId(next_conn);
@@ -307,6 +367,7 @@ pub async fn run(
                             RTCPeerConnectionState::Connected => {
                                 figures.mark("4b connected (DTLS)", started);
                                 tracing::info!("connected to the broadcaster ({})", cur.broadcaster);
+                                pacer.reset();
                                 if cur.rtt.is_none() {
                                     cur.rtt = Some(tokio::spawn(measure_rtt(cur.pc.clone(), figures.clone())));
                                 }
@@ -314,7 +375,7 @@ pub async fn run(
                             }
                             RTCPeerConnectionState::Failed => {
                                 // Ask again: the broadcaster offers a fresh connection.
-                                close(&mut current);
+                                close(&mut current, &link);
                                 state.set(ViewState::WaitingForBroadcaster).await;
                                 signal.send("watcher", vec![]).await;
                             }
@@ -322,6 +383,20 @@ pub async fn run(
                         }
                     }
                     PeerEvent::IceConnected => figures.mark("4a ICE connected", started),
+                    PeerEvent::DataChannel(dc) => {
+                        let (events, figures) = (events.clone(), figures.clone());
+                        tokio::spawn(link.clone().serve(conn, dc, move |e| {
+                            let event = match e {
+                                LinkEvent::Welcome { control } => ViewEvent::Control(control),
+                                LinkEvent::Telemetry { t_ms, data } => {
+                                    figures.update(|s| s.telemetry_received += 1);
+                                    ViewEvent::Telemetry { t_ms, data }
+                                }
+                                LinkEvent::Error(message) => ViewEvent::Refused(message),
+                            };
+                            events.offer(SessionEvent::View(event));
+                        }));
+                    }
                     PeerEvent::Track(track) => {
                         let ctx = ViewContext {
                             figures: figures.clone(),
@@ -336,13 +411,68 @@ pub async fn run(
             }
         }
     }
-    close(&mut current);
+    close(&mut current, &link);
+    drop(replay);
     signal.disconnect().await;
     // The last figures, so a caller that stops after N frames sees them.
     events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(
         figures.snapshot(),
     ))));
     result
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A trace being replayed; dropping it ends the replay.
+struct Replay(tokio::task::JoinHandle<()>);
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends `trace` as viewport samples at its own timing, from the first decoded frame on (and
+/// the data channels open: they may come up a moment after the picture).
+async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>) {
+    figures.first_frame.notified().await;
+    if tokio::time::timeout(Duration::from_secs(5), link.ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the broadcaster has opened no data channel (a classic page?): the trace waits for one"
+        );
+        link.ready().await;
+    }
+    let start = tokio::time::Instant::now();
+    tracing::info!(
+        "replaying a trace of {} samples over {:.1} s",
+        trace.points.len(),
+        trace.duration().as_secs_f64()
+    );
+    let mut unsent = 0u64;
+    for point in &trace.points {
+        tokio::time::sleep_until(start + point.at).await;
+        let sample = ViewportSample {
+            t_ms: unix_ms(),
+            view: point.view,
+        };
+        match link.send_viewport(&sample).await {
+            Ok(()) => figures.update(|s| s.viewport_samples_sent += 1),
+            Err(_) => unsent += 1,
+        }
+    }
+    tracing::info!(
+        "trace replayed: {} samples sent, {unsent} with no channel open",
+        trace.points.len() as u64 - unsent
+    );
 }
 
 /// The view state, sent whenever it changes.

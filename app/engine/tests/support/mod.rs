@@ -8,6 +8,8 @@ use std::time::Duration;
 use omnicast_engine::broadcaster::video::VideoSettings;
 use omnicast_engine::broadcaster::{BroadcastEvent, BroadcastSettings, BroadcastStatus};
 use omnicast_engine::capture::SourceSpec;
+use omnicast_engine::channels::protocol::Viewport;
+use omnicast_engine::channels::room::DataSettings;
 use omnicast_engine::codec::EncoderSettings;
 use omnicast_engine::frame::FrameSlot;
 use omnicast_engine::hosting::Hosted;
@@ -29,6 +31,14 @@ pub struct Seen {
     pub status: Option<BroadcastStatus>,
     pub view_states: Vec<ViewState>,
     pub stats: Option<ViewerStats>,
+    /// Broadcaster: where viewers look (the latest), messages from viewers with control.
+    pub views: std::collections::BTreeMap<String, Viewport>,
+    pub messages: Vec<(String, serde_json::Value)>,
+    /// Both: what was refused, in order.
+    pub refused: Vec<String>,
+    /// Viewer: whether the broadcaster gave it control (the latest welcome), telemetry.
+    pub control: Option<bool>,
+    pub telemetry: Vec<serde_json::Value>,
     /// Events of any other session (there should be none).
     pub strays: usize,
 }
@@ -100,6 +110,16 @@ impl Session {
                                 SessionEvent::Broadcast(BroadcastEvent::Status(st)) => s.status = Some(*st),
                                 SessionEvent::View(ViewEvent::State(v)) => s.view_states.push(v),
                                 SessionEvent::View(ViewEvent::Stats(st)) => s.stats = Some(*st),
+                                SessionEvent::Broadcast(BroadcastEvent::Views(v)) => s.views = v,
+                                SessionEvent::Broadcast(BroadcastEvent::Message { viewer, data }) => {
+                                    s.messages.push((viewer, data));
+                                }
+                                SessionEvent::Broadcast(BroadcastEvent::Refused(r))
+                                | SessionEvent::View(ViewEvent::Refused(r)) => s.refused.push(r),
+                                SessionEvent::View(ViewEvent::Control(c)) => s.control = Some(c),
+                                SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
+                                    s.telemetry.push(data);
+                                }
                             }
                         }
                     }
@@ -177,6 +197,7 @@ pub fn broadcast_settings(
             encoder,
         },
         peer: PeerSettings::loopback(),
+        data: DataSettings::default(),
     }
 }
 
@@ -190,8 +211,24 @@ pub fn broadcast(settings: BroadcastSettings, preview: Option<Arc<FrameSlot>>) -
     })))
 }
 
+/// A viewer's settings: loopback, no key, no trace.
+pub fn view_settings(url: &str, room: &str) -> ViewSettings {
+    ViewSettings {
+        server_url: url.to_owned(),
+        room: room.to_owned(),
+        peer: PeerSettings::loopback(),
+        control_key: None,
+        viewport_trace: None,
+    }
+}
+
 /// A viewer that decodes into a slot (`decode`), or only receives and counts.
 pub fn watch(url: &str, room: &str, decode: bool) -> (Session, Arc<FrameSlot>) {
+    watch_with(view_settings(url, room), decode)
+}
+
+/// A viewer with these settings.
+pub fn watch_with(settings: ViewSettings, decode: bool) -> (Session, Arc<FrameSlot>) {
     let slot = Arc::new(FrameSlot::default());
     let sinks: Vec<Arc<dyn ViewSink>> = if decode {
         vec![Arc::new(Display::new(slot.clone()))]
@@ -199,11 +236,7 @@ pub fn watch(url: &str, room: &str, decode: bool) -> (Session, Arc<FrameSlot>) {
         Vec::new()
     };
     let session = Session::start(Plan::View(Box::new(ViewPlan {
-        settings: ViewSettings {
-            server_url: url.to_owned(),
-            room: room.to_owned(),
-            peer: PeerSettings::loopback(),
-        },
+        settings,
         sinks,
         retry: Retry::Forever,
     })));
