@@ -62,7 +62,6 @@
       if (control.readyState === "open") control.send(JSON.stringify(m));
     };
     const error = (message) => reply({ type: "error", message });
-    control.onopen = () => reply({ type: "welcome", control: false });
     const onMessage = (e) => {
       let m;
       try {

@@ -257,6 +257,18 @@ impl OmnicastApp {
         self.broadcasting.as_ref().and_then(|b| b.status.as_deref())
     }
 
+    /// Where each viewer looks, as the broadcast last said (while broadcasting).
+    pub fn viewer_views(&self) -> Option<&BTreeMap<String, Viewport>> {
+        self.broadcasting.as_ref().map(|b| &b.views)
+    }
+
+    /// The viewer's latest telemetry (while viewing).
+    pub fn telemetry(&self) -> Option<&serde_json::Value> {
+        self.viewing
+            .as_ref()
+            .and_then(|v| v.telemetry.as_ref().map(|(t, _)| t))
+    }
+
     /// Bytes the last video frame put on the GPU.
     pub fn bytes_uploaded(&self) -> Option<usize> {
         self.video.as_ref().map(|v| v.bytes_uploaded)

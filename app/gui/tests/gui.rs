@@ -230,6 +230,110 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
 }
 
 #[test]
+fn a_viewer_looking_around_is_outlined_on_the_preview_and_messages_and_telemetry_cross() {
+    let rt = runtime();
+    let mut caster = harness(
+        &rt,
+        options(Settings {
+            width: 640,
+            height: 320,
+            control_key: "k".into(),
+            ..small_test_pattern()
+        }),
+    );
+    caster.get_by_label("Start broadcast").click();
+    step_until(&mut caster, "hosted server", Duration::from_secs(20), |a| {
+        a.hosted().is_some()
+    });
+    let url = caster.state().hosted().unwrap().local_url.clone();
+    let mut viewer = harness(
+        &rt,
+        options(Settings {
+            mode: Mode::Viewer,
+            server_url: url,
+            sphere: true,
+            control_key: "k".into(),
+            ..Settings::default()
+        }),
+    );
+    viewer.get_by_label("Connect").click();
+    step_both_until_frames_shown(&mut caster, &mut viewer, 10);
+
+    // The 360° view goes to the broadcaster, which outlines it on its 2:1 preview.
+    let until = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        if let Some(v) = caster
+            .state()
+            .viewer_views()
+            .and_then(|v| v.values().next())
+        {
+            break *v;
+        }
+        assert!(
+            Instant::now() < until,
+            "the viewer's view reached the broadcaster"
+        );
+        caster.step();
+        viewer.step();
+        std::thread::sleep(Duration::from_millis(15));
+    };
+    assert_eq!((view.yaw_deg, view.pitch_deg), (0.0, 0.0));
+    let fov = view.fov_deg.unwrap();
+    assert!(
+        fov > 90.0 && fov < 150.0,
+        "horizontal fov of a wide window: {fov}"
+    );
+    caster.step();
+    let image = caster.render().unwrap();
+    let outline = image
+        .pixels()
+        .filter(|p| p.0[0] > 240 && (195..225).contains(&p.0[1]) && p.0[2] < 30)
+        .count();
+    assert!(
+        outline > 200,
+        "{outline} pixels of the first viewer's outline colour"
+    );
+
+    // A message typed in the viewer reaches the broadcaster's screen.
+    viewer.get_by_label("Message to the robot").focus();
+    viewer.step();
+    viewer
+        .get_by_label("Message to the robot")
+        .type_text(r#"{"drive": [1, 0]}"#);
+    viewer.step();
+    viewer.get_by_label("Send").click();
+    viewer.step();
+    viewer.step();
+    step_until(
+        &mut caster,
+        "the message shown",
+        Duration::from_secs(10),
+        |a| {
+            a.broadcast_status()
+                .is_some_and(|s| s.data.messages_accepted == 1)
+        },
+    );
+    caster.step();
+    caster.get_by_label_contains(r#"{"drive":[1,0]}"#);
+
+    // Telemetry typed in the broadcaster reaches the viewer.
+    caster.get_by_label("Telemetry to viewers").focus();
+    caster.step();
+    caster
+        .get_by_label("Telemetry to viewers")
+        .type_text(r#"{"battery": 0.5}"#);
+    caster.step();
+    caster.get_by_label("Send").click();
+    let until = Instant::now() + Duration::from_secs(10);
+    while viewer.state().telemetry() != Some(&serde_json::json!({"battery": 0.5})) {
+        assert!(Instant::now() < until, "telemetry reached the viewer");
+        caster.step();
+        viewer.step();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+#[test]
 fn stopping_and_starting_again_at_once_keeps_the_new_broadcast() {
     let rt = runtime();
     let mut app = harness(&rt, options(small_test_pattern()));

@@ -356,7 +356,7 @@ pub async fn serve(room: Arc<DataRoom>, viewer: String, channels: Channels) {
             event = control.poll(), if !control_done => match event {
                 Some(DataChannelEvent::OnOpen) => {
                     control_open = true;
-                    vec![BroadcasterMessage::Welcome { control: false }.to_json()]
+                    Vec::new()
                 }
                 Some(DataChannelEvent::OnMessage(m)) => room.handle(&viewer, &mut state, &m.data, m.is_string),
                 Some(DataChannelEvent::OnClose) | None => {

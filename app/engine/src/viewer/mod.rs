@@ -147,6 +147,9 @@ pub struct Figures {
     live_since: Mutex<Option<(Instant, u64, u64)>>,
     /// Told when the first frame is decoded.
     first_frame: tokio::sync::Notify,
+    /// Told when the first frame has arrived whole (decoded or not).
+    first_received: tokio::sync::Notify,
+    received_any: std::sync::atomic::AtomicBool,
 }
 
 impl Figures {
@@ -161,6 +164,16 @@ impl Figures {
         if live.is_none() {
             *live = Some((Instant::now(), s.frames_received, s.bytes_received));
             self.first_frame.notify_one();
+        }
+    }
+
+    /// Records that a whole frame arrived (the first one tells who waits for it).
+    pub fn mark_frame_received(&self) {
+        if !self
+            .received_any
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.first_received.notify_one();
         }
     }
 
@@ -243,10 +256,16 @@ pub async fn run(
     let figures = Arc::new(Figures::default());
     let link = Link::new(settings.control_key.clone());
     let mut pacer = ViewportPacer::default();
-    let replay = settings
-        .viewport_trace
-        .clone()
-        .map(|trace| Replay(tokio::spawn(replay(trace, link.clone(), figures.clone()))));
+    let replay = settings.viewport_trace.clone().map(|trace| {
+        // A viewer that only receives (load generation) starts at the first frame received.
+        let decodes = !sinks.is_empty();
+        Replay(tokio::spawn(replay(
+            trace,
+            link.clone(),
+            figures.clone(),
+            decodes,
+        )))
+    });
     let mut state = State::new(events);
     state.set(ViewState::Connecting).await;
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
@@ -438,10 +457,15 @@ impl Drop for Replay {
     }
 }
 
-/// Sends `trace` as viewport samples at its own timing, from the first decoded frame on (and
-/// the data channels open: they may come up a moment after the picture).
-async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>) {
-    figures.first_frame.notified().await;
+/// Sends `trace` as viewport samples at its own timing, from the first decoded frame on (the
+/// first received, for a viewer that does not decode), once the data channels are open: they
+/// may come up a moment after the picture.
+async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>, decodes: bool) {
+    if decodes {
+        figures.first_frame.notified().await;
+    } else {
+        figures.first_received.notified().await;
+    }
     if tokio::time::timeout(Duration::from_secs(5), link.ready())
         .await
         .is_err()

@@ -82,6 +82,9 @@ pub(super) async fn receive(
                     s.packets_lost += u64::from(gap);
                 }
             });
+            if marker {
+                ctx.figures.mark_frame_received();
+            }
         }
         if let Some(assembler) = &mut assembler {
             assembler.push(p);
