@@ -163,6 +163,19 @@ impl OmnicastApp {
         }
     }
 
+    /// Tells the session the view is no longer a 360° one, if it had been.
+    fn stop_looking(&mut self) {
+        let Some(v) = &mut self.viewing else { return };
+        if v.looked.is_some()
+            && self
+                .service
+                .command(v.id, SessionCommand::View(ViewCommand::StopLooking))
+                .is_ok()
+        {
+            v.looked = None;
+        }
+    }
+
     /// Tells the session where the 360° view looks, when it changed (the session paces what
     /// goes to the broadcaster).
     fn send_look(&mut self, area: egui::Rect) {
@@ -192,6 +205,8 @@ impl OmnicastApp {
         if showing && self.settings.sphere {
             self.sphere_input(ui, &response, area);
             self.send_look(area);
+        } else {
+            self.stop_looking();
         }
         if showing && let Some(video) = &self.video {
             if self.settings.sphere {

@@ -224,6 +224,11 @@ impl ViewportPacer {
         }
     }
 
+    /// Nothing to send any more (the view is no longer a 360° one).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
     /// Send the next sample as soon as possible (a new connection).
     pub fn reset(&mut self) {
         self.last_sent = None;
@@ -304,5 +309,9 @@ mod tests {
         // A new connection hears at once.
         p.reset();
         assert_eq!(p.poll(ms(last + 5_011)), Some(view(201.0)));
+        // A view that is no longer 360° sends nothing more.
+        p.clear();
+        assert_eq!(p.next_at(), None);
+        assert_eq!(p.poll(ms(last + 9_000)), None);
     }
 }

@@ -66,6 +66,10 @@ pub struct ViewerData {
     /// Its `hello` carried the control key.
     pub control: bool,
     pub samples: u64,
+    /// Which of this viewer's connections the entry belongs to: a replaced connection's late
+    /// end must not remove its successor's.
+    #[serde(skip)]
+    owner: u64,
 }
 
 #[derive(Default)]
@@ -93,6 +97,7 @@ pub struct DataRoom {
     counters: Counters,
     on_message: OnMessage,
     started: Instant,
+    next_owner: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +142,7 @@ impl DataRoom {
             counters: Counters::default(),
             on_message,
             started: Instant::now(),
+            next_owner: AtomicU64::new(1),
         });
         if let Some(address) = &settings.bridge {
             let weak = Arc::downgrade(&room);
@@ -193,6 +199,15 @@ impl DataRoom {
         self.viewers.lock().clone()
     }
 
+    /// Updates `viewer`'s entry, if it is still `state`'s connection's.
+    fn update_viewer(&self, viewer: &str, state: &PerViewer, f: impl FnOnce(&mut ViewerData)) {
+        if let Some(v) = self.viewers.lock().get_mut(viewer)
+            && v.owner == state.owner
+        {
+            f(v);
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -226,10 +241,10 @@ impl DataRoom {
             ViewerMessage::Viewport(sample) => {
                 self.counters.samples.fetch_add(1, Ordering::Relaxed);
                 let t_received_ms = unix_ms();
-                if let Some(v) = self.viewers.lock().get_mut(&**viewer) {
+                self.update_viewer(viewer, state, |v| {
                     v.viewport = Some(sample.view);
                     v.samples += 1;
-                }
+                });
                 if self.bridge_viewport
                     && let Some(bridge) = &*self.bridge.lock()
                 {
@@ -255,9 +270,7 @@ impl DataRoom {
                     _ => false,
                 };
                 state.control = granted;
-                if let Some(v) = self.viewers.lock().get_mut(&**viewer) {
-                    v.control = granted;
-                }
+                self.update_viewer(viewer, state, |v| v.control = granted);
                 replies.push(BroadcasterMessage::Welcome { control: granted }.to_json());
                 if control.is_some() && !granted {
                     replies.push(error(if self.control_key.is_some() {
@@ -324,16 +337,22 @@ pub async fn open(pc: &dyn PeerConnection) -> webrtc::error::Result<Channels> {
 }
 
 struct PerViewer {
+    /// This connection's mark on the viewer's entry.
+    owner: u64,
     control: bool,
     errors: ErrorLimiter,
 }
 
-/// Removes the viewer from the room when its channels end.
-struct Listed<'a>(&'a DataRoom, &'a str);
+/// Removes the viewer from the room when its channels end (unless a newer connection of the
+/// same viewer has taken the entry over).
+struct Listed<'a>(&'a DataRoom, &'a str, u64);
 
 impl Drop for Listed<'_> {
     fn drop(&mut self) {
-        self.0.viewers.lock().remove(self.1);
+        let mut viewers = self.0.viewers.lock();
+        if viewers.get(self.1).is_some_and(|v| v.owner == self.2) {
+            viewers.remove(self.1);
+        }
     }
 }
 
@@ -341,14 +360,20 @@ impl Drop for Listed<'_> {
 pub async fn serve(room: Arc<DataRoom>, viewer: String, channels: Channels) {
     let viewer: Arc<str> = viewer.into();
     let mut telemetry = room.telemetry.subscribe();
+    let owner = room.next_owner.fetch_add(1, Ordering::Relaxed);
     let mut state = PerViewer {
+        owner,
         control: false,
         errors: ErrorLimiter::default(),
     };
-    room.viewers
-        .lock()
-        .insert(viewer.to_string(), ViewerData::default());
-    let _listed = Listed(&room, &viewer);
+    room.viewers.lock().insert(
+        viewer.to_string(),
+        ViewerData {
+            owner,
+            ..ViewerData::default()
+        },
+    );
+    let _listed = Listed(&room, &viewer, owner);
     let Channels { control, viewport } = channels;
     let (mut control_open, mut control_done, mut viewport_done) = (false, false, false);
     loop {
@@ -438,9 +463,51 @@ mod tests {
 
     fn fresh() -> PerViewer {
         PerViewer {
+            owner: 0,
             control: false,
             errors: ErrorLimiter::default(),
         }
+    }
+
+    #[test]
+    fn a_replaced_connections_late_end_leaves_its_successors_entry() {
+        let (room, _) = room(None);
+        let (old, new) = (
+            PerViewer {
+                owner: 1,
+                ..fresh()
+            },
+            PerViewer {
+                owner: 2,
+                ..fresh()
+            },
+        );
+        room.viewers.lock().insert(
+            "v".into(),
+            ViewerData {
+                owner: 1,
+                ..Default::default()
+            },
+        );
+        // The viewer reconnects: its new connection takes the entry over…
+        room.viewers.lock().insert(
+            "v".into(),
+            ViewerData {
+                owner: 2,
+                ..Default::default()
+            },
+        );
+        // …before the old one's channels end.
+        drop(Listed(&room, "v", 1));
+        assert!(room.viewers().contains_key("v"));
+        // Late samples of the old connection change nothing; the new one's count.
+        let sample = json!({"type":"viewport","t":1,"yaw":10,"pitch":0}).to_string();
+        room.handle(&"v".into(), &mut { old }, sample.as_bytes(), true);
+        assert_eq!(room.viewers()["v"].samples, 0);
+        room.handle(&"v".into(), &mut { new }, sample.as_bytes(), true);
+        assert_eq!(room.viewers()["v"].samples, 1);
+        drop(Listed(&room, "v", 2));
+        assert!(room.viewers().is_empty());
     }
 
     #[test]

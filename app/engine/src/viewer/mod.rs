@@ -47,6 +47,8 @@ pub enum ViewCommand {
     /// The viewer looks here now (a 360° view): sent to the broadcaster as it changes, at most
     /// 30 times a second, and once a second while it does not.
     Look(Viewport),
+    /// The viewer no longer looks around (a flat view): no more samples.
+    StopLooking,
     /// Send this to the robot (it arrives only with the control key).
     Message(Value),
 }
@@ -288,6 +290,7 @@ pub async fn run(
             () = &mut stopped => break,
             Some(command) = commands.recv() => match command {
                 ViewCommand::Look(view) => pacer.update(view),
+                ViewCommand::StopLooking => pacer.clear(),
                 ViewCommand::Message(data) => match link.send_message(data).await {
                     Ok(()) => figures.update(|s| s.messages_sent += 1),
                     Err(e) => events.offer(SessionEvent::View(ViewEvent::Refused(e.to_string()))),
