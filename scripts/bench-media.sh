@@ -8,5 +8,6 @@ exec scripts/in-netns.sh bash -c '
   set -euo pipefail
   cargo bench -p omnicast-engine --bench codec
   cargo bench -p omnicast --bench fanout
+  cargo bench -p omnicast --bench viewports
   node tests/bench/chromium-anchor.mjs "${OMNICAST_ANCHOR_VIEWERS:-1,5,20}" "${OMNICAST_BENCH_SECONDS:-10}"
 '

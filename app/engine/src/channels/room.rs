@@ -345,27 +345,30 @@ struct PerViewer {
 
 /// Removes the viewer from the room when its channels end (unless a newer connection of the
 /// same viewer has taken the entry over).
-struct Listed<'a>(&'a DataRoom, &'a str, u64);
+struct Listed {
+    room: Arc<DataRoom>,
+    viewer: Arc<str>,
+    owner: u64,
+}
 
-impl Drop for Listed<'_> {
+impl Drop for Listed {
     fn drop(&mut self) {
-        let mut viewers = self.0.viewers.lock();
-        if viewers.get(self.1).is_some_and(|v| v.owner == self.2) {
-            viewers.remove(self.1);
+        let mut viewers = self.room.viewers.lock();
+        if viewers
+            .get(&*self.viewer)
+            .is_some_and(|v| v.owner == self.owner)
+        {
+            viewers.remove(&*self.viewer);
         }
     }
 }
 
-/// Serves one viewer's channels until both close (or the task is dropped).
+/// Serves one viewer's channels until both close (or the future is dropped, which ends its
+/// tasks). Each channel is read by a task of its own, woken only by its own messages: viewport
+/// samples arrive thousands of times a second across viewers.
 pub async fn serve(room: Arc<DataRoom>, viewer: String, channels: Channels) {
     let viewer: Arc<str> = viewer.into();
-    let mut telemetry = room.telemetry.subscribe();
     let owner = room.next_owner.fetch_add(1, Ordering::Relaxed);
-    let mut state = PerViewer {
-        owner,
-        control: false,
-        errors: ErrorLimiter::default(),
-    };
     room.viewers.lock().insert(
         viewer.to_string(),
         ViewerData {
@@ -373,54 +376,109 @@ pub async fn serve(room: Arc<DataRoom>, viewer: String, channels: Channels) {
             ..ViewerData::default()
         },
     );
-    let _listed = Listed(&room, &viewer, owner);
+    let _listed = Listed {
+        room: room.clone(),
+        viewer: viewer.clone(),
+        owner,
+    };
+    let state = Arc::new(Mutex::new(PerViewer {
+        owner,
+        control: false,
+        errors: ErrorLimiter::default(),
+    }));
+    let open = tokio::sync::watch::Sender::new(false);
     let Channels { control, viewport } = channels;
-    let (mut control_open, mut control_done, mut viewport_done) = (false, false, false);
-    loop {
-        let replies = tokio::select! {
-            event = control.poll(), if !control_done => match event {
-                Some(DataChannelEvent::OnOpen) => {
-                    control_open = true;
-                    Vec::new()
+    let reader = |dc: Arc<dyn DataChannel>, is_control: bool| Reader {
+        room: room.clone(),
+        viewer: viewer.clone(),
+        state: state.clone(),
+        dc,
+        control: control.clone(),
+        open: open.clone(),
+        is_control,
+    };
+    let mut readers = tokio::task::JoinSet::new();
+    readers.spawn(reader(control.clone(), true).run());
+    readers.spawn(reader(viewport, false).run());
+    let mut telemetry = tokio::task::JoinSet::new();
+    telemetry.spawn(forward_telemetry(
+        room.telemetry.subscribe(),
+        open.subscribe(),
+        control.clone(),
+        viewer.clone(),
+    ));
+    while readers.join_next().await.is_some() {}
+}
+
+/// One channel's reader.
+struct Reader {
+    room: Arc<DataRoom>,
+    viewer: Arc<str>,
+    state: Arc<Mutex<PerViewer>>,
+    dc: Arc<dyn DataChannel>,
+    /// Where replies go.
+    control: Arc<dyn DataChannel>,
+    /// Whether the control channel is open (the control channel's reader says).
+    open: tokio::sync::watch::Sender<bool>,
+    is_control: bool,
+}
+
+impl Reader {
+    async fn run(self) {
+        while let Some(event) = self.dc.poll().await {
+            match event {
+                DataChannelEvent::OnOpen if self.is_control => {
+                    self.open.send_replace(true);
                 }
-                Some(DataChannelEvent::OnMessage(m)) => room.handle(&viewer, &mut state, &m.data, m.is_string),
-                Some(DataChannelEvent::OnClose) | None => {
-                    control_done = true;
-                    control_open = false;
-                    Vec::new()
-                }
-                Some(_) => Vec::new(),
-            },
-            event = viewport.poll(), if !viewport_done => match event {
-                Some(DataChannelEvent::OnMessage(m)) => room.handle(&viewer, &mut state, &m.data, m.is_string),
-                Some(DataChannelEvent::OnClose) | None => {
-                    viewport_done = true;
-                    Vec::new()
-                }
-                Some(_) => Vec::new(),
-            },
-            t = telemetry.recv(), if control_open => match t {
-                Ok(text) => {
-                    if let Err(e) = control.send_text(&text).await {
-                        tracing::debug!(viewer = %viewer, "telemetry not sent: {e}");
+                DataChannelEvent::OnMessage(m) => {
+                    let replies = self.room.handle(
+                        &self.viewer,
+                        &mut self.state.lock(),
+                        &m.data,
+                        m.is_string,
+                    );
+                    for reply in replies {
+                        if !*self.open.borrow() {
+                            break;
+                        }
+                        if let Err(e) = self.control.send_text(&reply).await {
+                            tracing::debug!(viewer = %self.viewer, "reply not sent: {e}");
+                        }
                     }
-                    Vec::new()
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(viewer = %viewer, "{n} telemetry messages skipped (slow viewer)");
-                    Vec::new()
+                DataChannelEvent::OnClose => break,
+                _ => {}
+            }
+        }
+        if self.is_control {
+            self.open.send_replace(false);
+        }
+    }
+}
+
+/// Sends the room's telemetry to one viewer while its control channel is open.
+async fn forward_telemetry(
+    mut telemetry: broadcast::Receiver<Arc<str>>,
+    mut open: tokio::sync::watch::Receiver<bool>,
+    control: Arc<dyn DataChannel>,
+    viewer: Arc<str>,
+) {
+    loop {
+        if open.wait_for(|o| *o).await.is_err() {
+            return;
+        }
+        match telemetry.recv().await {
+            Ok(text) => {
+                if *open.borrow()
+                    && let Err(e) = control.send_text(&text).await
+                {
+                    tracing::debug!(viewer = %viewer, "telemetry not sent: {e}");
                 }
-                Err(broadcast::error::RecvError::Closed) => Vec::new(),
-            },
-            else => break,
-        };
-        for reply in replies {
-            if !control_open {
-                break;
             }
-            if let Err(e) = control.send_text(&reply).await {
-                tracing::debug!(viewer = %viewer, "reply not sent: {e}");
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(viewer = %viewer, "{n} telemetry messages skipped (slow viewer)");
             }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -498,7 +556,11 @@ mod tests {
             },
         );
         // …before the old one's channels end.
-        drop(Listed(&room, "v", 1));
+        drop(Listed {
+            room: room.clone(),
+            viewer: "v".into(),
+            owner: 1,
+        });
         assert!(room.viewers().contains_key("v"));
         // Late samples of the old connection change nothing; the new one's count.
         let sample = json!({"type":"viewport","t":1,"yaw":10,"pitch":0}).to_string();
@@ -506,7 +568,11 @@ mod tests {
         assert_eq!(room.viewers()["v"].samples, 0);
         room.handle(&"v".into(), &mut { new }, sample.as_bytes(), true);
         assert_eq!(room.viewers()["v"].samples, 1);
-        drop(Listed(&room, "v", 2));
+        drop(Listed {
+            room: room.clone(),
+            viewer: "v".into(),
+            owner: 2,
+        });
         assert!(room.viewers().is_empty());
     }
 
