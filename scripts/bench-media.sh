@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The media benchmarks in one run, inside a private network namespace (Chromium must not reach
-# the network): codec rates, the desktop fan-out, then the Chromium broadcaster anchor.
+# the network): codec rates, the desktop fan-out, viewport samples, then the Chromium anchor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace
