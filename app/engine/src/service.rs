@@ -361,8 +361,8 @@ async fn run_broadcast(
     };
     let preview = preview.map(PreviewTap::new);
     let commands = attempt_commands(commands, |c| match c {
-        SessionCommand::Broadcast(c) => Some(c),
-        SessionCommand::View(_) => None,
+        SessionCommand::Broadcast(c) => Ok(c),
+        other => Err(other),
     });
     supervise("broadcast", &events, stop, retry, |stop| {
         let (settings, room, preview, events, commands) = (
@@ -386,22 +386,22 @@ async fn run_broadcast(
 /// A session's commands, handed to each attempt in turn; those sent between attempts wait.
 type AttemptCommands<C> = Arc<AsyncMutex<mpsc::Receiver<C>>>;
 
-/// The commands of one kind of session; others are logged and dropped.
+/// The commands of one kind of session (`pick` gives back those of another kind, which are
+/// logged and dropped).
 fn attempt_commands<C: Send + 'static>(
     mut commands: mpsc::Receiver<SessionCommand>,
-    pick: fn(SessionCommand) -> Option<C>,
+    pick: fn(SessionCommand) -> Result<C, SessionCommand>,
 ) -> AttemptCommands<C> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         while let Some(command) = commands.recv().await {
-            let name = format!("{command:?}");
             match pick(command) {
-                Some(c) => {
+                Ok(c) => {
                     if tx.send(c).await.is_err() {
                         return;
                     }
                 }
-                None => tracing::debug!("a command for another kind of session: {name}"),
+                Err(other) => tracing::debug!("a command for another kind of session: {other:?}"),
             }
         }
     });
@@ -420,8 +420,8 @@ async fn run_view(
         retry,
     } = plan;
     let commands = attempt_commands(commands, |c| match c {
-        SessionCommand::View(c) => Some(c),
-        SessionCommand::Broadcast(_) => None,
+        SessionCommand::View(c) => Ok(c),
+        other => Err(other),
     });
     let sinks: Arc<[Arc<dyn ViewSink>]> = sinks.into();
     supervise("viewer", &events, stop, retry, |stop| {

@@ -407,16 +407,21 @@ pub async fn run(
                     PeerEvent::IceConnected => figures.mark("4a ICE connected", started),
                     PeerEvent::DataChannel(dc) => {
                         let (events, figures) = (events.clone(), figures.clone());
-                        tokio::spawn(link.clone().serve(conn, dc, move |e| {
-                            let event = match e {
-                                LinkEvent::Welcome { control } => ViewEvent::Control(control),
-                                LinkEvent::Telemetry { t_ms, data } => {
-                                    figures.update(|s| s.telemetry_received += 1);
-                                    ViewEvent::Telemetry { t_ms, data }
-                                }
-                                LinkEvent::Error(message) => ViewEvent::Refused(message),
-                            };
-                            events.offer(SessionEvent::View(event));
+                        tokio::spawn(link.clone().serve(conn, dc, move |e| match e {
+                            // A change of state: never dropped.
+                            LinkEvent::Welcome { control } => {
+                                let events = events.clone();
+                                tokio::spawn(async move {
+                                    events.send(SessionEvent::View(ViewEvent::Control(control))).await;
+                                });
+                            }
+                            LinkEvent::Telemetry { t_ms, data } => {
+                                figures.update(|s| s.telemetry_received += 1);
+                                events.offer(SessionEvent::View(ViewEvent::Telemetry { t_ms, data }));
+                            }
+                            LinkEvent::Error(message) => {
+                                events.offer(SessionEvent::View(ViewEvent::Refused(message)));
+                            }
                         }));
                     }
                     PeerEvent::Track(track) => {
