@@ -11,9 +11,10 @@
 //!   OMNICAST_BENCH_VIEWERS=1,5 OMNICAST_BENCH_SECONDS=5 cargo bench -p omnicast --bench fanout
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+mod common;
 
 #[path = "../engine/tests/support/mod.rs"]
 mod support;
@@ -26,45 +27,18 @@ fn start_viewer(url: &str, decode: bool) -> Session {
     watch(url, "", decode).0
 }
 
-/// User+system CPU seconds of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
 fn start_broadcaster() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
-        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
-        .args(["--source", "test-pattern", "--size", "1280x720"])
-        .args(["--fps", "30", "--bitrate-kbps", "2000"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("omnicast starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("broadcaster output").expect("utf-8");
-        if let Some(url) = line
-            .split("--server ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            break url.to_owned();
-        }
-    };
-    std::thread::Builder::new()
-        .name("broadcaster-output".into())
-        .spawn(move || lines.for_each(drop))
-        .unwrap();
-    (child, url)
+    common::start_broadcaster(
+        &[
+            "--size",
+            "1280x720",
+            "--fps",
+            "30",
+            "--bitrate-kbps",
+            "2000",
+        ]
+        .map(std::ffi::OsStr::new),
+    )
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -133,10 +107,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         let before = probe.seen().stats();
-        let cpu0 = cpu_secs(pid);
+        let cpu0 = common::cpu_secs(pid);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        let cpu = (common::cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         let after = probe.seen().stats();
         let encoded = after
             .last_seq

@@ -11,11 +11,12 @@
 //!   OMNICAST_BENCH_VIEWERS=10 OMNICAST_BENCH_SECONDS=5 cargo bench -p omnicast --bench viewports
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 #[path = "../engine/tests/support/mod.rs"]
 mod support;
@@ -23,46 +24,20 @@ mod support;
 use omnicast_engine::channels::trace::Trace;
 use support::{Session, view_settings, watch_with};
 
-/// User+system CPU seconds of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn start_broadcaster(log: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_omnicast"))
-        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
-        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
-        .args(["--source", "test-pattern", "--size", "640x360"])
-        .args(["--fps", "30", "--bitrate-kbps", "500"])
-        .arg("--viewport-log")
-        .arg(log)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("omnicast starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("broadcaster output").expect("utf-8");
-        if let Some(url) = line
-            .split("--server ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            break url.to_owned();
-        }
-    };
-    std::thread::Builder::new()
-        .name("broadcaster-output".into())
-        .spawn(move || lines.for_each(drop))
-        .unwrap();
-    (child, url)
+    let mut args = [
+        "--size",
+        "640x360",
+        "--fps",
+        "30",
+        "--bitrate-kbps",
+        "500",
+        "--viewport-log",
+    ]
+    .map(std::ffi::OsStr::new)
+    .to_vec();
+    args.push(log.as_os_str());
+    common::start_broadcaster(&args)
 }
 
 /// A trace at 60 Hz for `seconds`: the head sweeps left and right, nodding a little.
@@ -135,10 +110,10 @@ async fn main() {
             println!("phase {i}: not every viewer received video within 60 s");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let cpu0 = cpu_secs(pid);
+        let cpu0 = common::cpu_secs(pid);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        let cpu = (common::cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         // Every trace has ended when the viewers' counts stop growing (figures come twice a
         // second); whatever arrived is on disk within the log's flush interval.
         let sent_now = || {

@@ -14,20 +14,13 @@ use omnicast_engine::broadcaster::BroadcastCommand;
 use omnicast_engine::channels::protocol::Viewport;
 use omnicast_engine::channels::room::DataSettings;
 use omnicast_engine::channels::trace::Trace;
-use omnicast_engine::codec::EncoderSettings;
 use omnicast_engine::service::SessionCommand;
 use omnicast_engine::viewer::ViewCommand;
-use omnicast_signal::{ServerConfig, SignalServer};
 use serde_json::{Value, json};
-use support::{Session, broadcast, broadcast_settings, view_settings, watch_with};
-
-fn small() -> EncoderSettings {
-    EncoderSettings {
-        fps: 30.0,
-        bitrate_kbps: 400,
-        ..EncoderSettings::default()
-    }
-}
+use support::{
+    Session, broadcast, broadcast_settings, loopback_server, small_encoder, view_settings,
+    watch_with,
+};
 
 fn temp_log(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("omnicast-channels-{}", std::process::id()));
@@ -38,7 +31,7 @@ fn temp_log(name: &str) -> PathBuf {
 }
 
 fn caster(url: &str, room: &str, data: DataSettings) -> Session {
-    let mut settings = broadcast_settings(url, room, (320, 240), small());
+    let mut settings = broadcast_settings(url, room, (320, 240), small_encoder());
     settings.data = data;
     broadcast(settings, None)
 }
@@ -64,12 +57,6 @@ async fn until_logged(path: &Path, viewer: &str, n: usize) -> Vec<Value> {
     }
 }
 
-async fn server() -> SignalServer {
-    SignalServer::start(ServerConfig::loopback_ephemeral())
-        .await
-        .unwrap()
-}
-
 /// The id the broadcaster knows a viewer by: the one viewer whose views it sees now.
 async fn viewer_id(caster: &Session, not: &[String]) -> String {
     let seen = caster
@@ -86,7 +73,7 @@ async fn viewer_id(caster: &Session, not: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_reach_the_log_in_order_and_only_the_key_reaches_the_robot() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let log = temp_log("views.jsonl");
     let caster = caster(
@@ -231,7 +218,7 @@ async fn views_reach_the_log_in_order_and_only_the_key_reaches_the_robot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_replays_at_its_own_timing_from_the_first_frame() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let log = temp_log("trace.jsonl");
     let caster = caster(
@@ -300,7 +287,7 @@ async fn a_trace_replays_at_its_own_timing_from_the_first_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_cannot_be_opened_stops_the_broadcast_with_its_reason() {
-    let server = server().await;
+    let server = loopback_server().await;
     let caster = caster(
         &server.local_url(),
         "nolog",

@@ -14,19 +14,13 @@ use omnicast_engine::frame::FrameSlot;
 use omnicast_engine::service::SessionCommand;
 use omnicast_engine::session::SessionState;
 use omnicast_engine::viewer::{ViewState, ViewerStats};
-use omnicast_signal::{ServerConfig, SignalServer};
-use support::{Session, broadcast, broadcast_settings, watch};
-
-fn small() -> EncoderSettings {
-    EncoderSettings {
-        fps: 30.0,
-        bitrate_kbps: 400,
-        ..EncoderSettings::default()
-    }
-}
+use support::{Session, broadcast, broadcast_settings, loopback_server, small_encoder, watch};
 
 fn caster(url: &str, room: &str) -> Session {
-    broadcast(broadcast_settings(url, room, (320, 240), small()), None)
+    broadcast(
+        broadcast_settings(url, room, (320, 240), small_encoder()),
+        None,
+    )
 }
 
 fn assert_clean(s: &ViewerStats, what: &str) {
@@ -44,15 +38,9 @@ fn assert_clean_at(s: &ViewerStats, size: (usize, usize), what: &str) {
     assert_eq!(s.decode_errors, 0, "{what}: {s:?}");
 }
 
-async fn server() -> SignalServer {
-    SignalServer::start(ServerConfig::loopback_ephemeral())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let caster = caster(&url, "five");
     let viewers: Vec<_> = (0..5).map(|_| watch(&url, "five", true)).collect();
@@ -120,7 +108,7 @@ async fn five_viewers_each_decode_sixty_stamped_frames_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_360_broadcast_reaches_its_viewer_whole() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let encoder = EncoderSettings {
         fps: 10.0,
@@ -142,11 +130,11 @@ async fn a_360_broadcast_reaches_its_viewer_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broadcaster_lists_its_viewers_and_previews_what_goes_out() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let preview = Arc::new(FrameSlot::default());
     let caster = broadcast(
-        broadcast_settings(&url, "list", (320, 240), small()),
+        broadcast_settings(&url, "list", (320, 240), small_encoder()),
         Some(preview.clone()),
     );
     let viewers: Vec<_> = (0..3).map(|_| watch(&url, "list", true)).collect();
@@ -190,7 +178,7 @@ async fn the_broadcaster_lists_its_viewers_and_previews_what_goes_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_starts_on_a_fresh_keyframe() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let caster = caster(&url, "late");
     let (first, _) = watch(&url, "late", true);
@@ -219,7 +207,7 @@ async fn a_late_joiner_starts_on_a_fresh_keyframe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_resume_when_the_broadcaster_restarts() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let caster1 = caster(&url, "restart");
     let (viewer, _) = watch(&url, "restart", true);
@@ -245,7 +233,7 @@ fn open_fds() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_coming_and_going_leave_no_sockets_or_connections_behind() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let caster = caster(&url, "churn");
     let cycle = |n: usize| {
@@ -285,7 +273,7 @@ async fn viewers_coming_and_going_leave_no_sockets_or_connections_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_only_receiving_counts_frames_without_decoding() {
-    let server = server().await;
+    let server = loopback_server().await;
     let url = server.local_url();
     let caster = caster(&url, "count");
     let (counter, slot) = watch(&url, "count", false);

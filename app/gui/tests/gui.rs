@@ -77,23 +77,37 @@ fn step_until(
     }
 }
 
-/// Steps the broadcaster and viewer apps together (both must keep running) until the viewer has
-/// shown `frames` frames, failing after 30 s.
+/// Steps the broadcaster and viewer apps together (both must keep running) until `done` holds
+/// for them, or panics after `within` saying `what`.
+fn step_both_until(
+    caster: &mut Harness<'_, OmnicastApp>,
+    viewer: &mut Harness<'_, OmnicastApp>,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&OmnicastApp, &OmnicastApp) -> bool,
+) {
+    let until = Instant::now() + within;
+    while !done(caster.state(), viewer.state()) {
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        caster.step();
+        viewer.step();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+/// Steps both apps until the viewer has shown `frames` frames, failing after 30 s.
 fn step_both_until_frames_shown(
     caster: &mut Harness<'_, OmnicastApp>,
     viewer: &mut Harness<'_, OmnicastApp>,
     frames: u64,
 ) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while viewer.state().shown.frames < frames {
-        assert!(
-            Instant::now() < until,
-            "{frames} frames on screen within 30 s"
-        );
-        caster.step();
-        viewer.step();
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    step_both_until(
+        caster,
+        viewer,
+        &format!("{frames} frames on screen"),
+        Duration::from_secs(30),
+        |_, v| v.shown.frames >= frames,
+    );
 }
 
 #[test]
@@ -260,23 +274,20 @@ fn a_viewer_looking_around_is_outlined_on_the_preview_and_messages_and_telemetry
     step_both_until_frames_shown(&mut caster, &mut viewer, 10);
 
     // The 360° view goes to the broadcaster, which outlines it on its 2:1 preview.
-    let until = Instant::now() + Duration::from_secs(10);
-    let view = loop {
-        if let Some(v) = caster
-            .state()
-            .viewer_views()
-            .and_then(|v| v.values().next())
-        {
-            break *v;
-        }
-        assert!(
-            Instant::now() < until,
-            "the viewer's view reached the broadcaster"
-        );
-        caster.step();
-        viewer.step();
-        std::thread::sleep(Duration::from_millis(15));
-    };
+    step_both_until(
+        &mut caster,
+        &mut viewer,
+        "the viewer's view reached the broadcaster",
+        Duration::from_secs(10),
+        |c, _| c.viewer_views().is_some_and(|v| !v.is_empty()),
+    );
+    let view = *caster
+        .state()
+        .viewer_views()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     assert_eq!((view.yaw_deg, view.pitch_deg), (0.0, 0.0));
     let fov = view.fov_deg.unwrap();
     assert!(
@@ -324,13 +335,13 @@ fn a_viewer_looking_around_is_outlined_on_the_preview_and_messages_and_telemetry
         .type_text(r#"{"battery": 0.5}"#);
     caster.step();
     caster.get_by_label("Send").click();
-    let until = Instant::now() + Duration::from_secs(10);
-    while viewer.state().telemetry() != Some(&serde_json::json!({"battery": 0.5})) {
-        assert!(Instant::now() < until, "telemetry reached the viewer");
-        caster.step();
-        viewer.step();
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    step_both_until(
+        &mut caster,
+        &mut viewer,
+        "telemetry reached the viewer",
+        Duration::from_secs(10),
+        |_, v| v.telemetry() == Some(&serde_json::json!({"battery": 0.5})),
+    );
 }
 
 #[test]

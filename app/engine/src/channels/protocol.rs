@@ -300,6 +300,20 @@ fn viewport(fields: &Fields) -> Result<ViewportSample, ProtocolError> {
     Ok(ViewportSample { t_ms, view })
 }
 
+/// `t` and `data` of a `message` or `telemetry`.
+fn timed_data(
+    kind: &'static str,
+    object: serde_json::Map<String, Value>,
+) -> Result<(f64, Value), ProtocolError> {
+    let mut fields = Fields { kind, object };
+    let t_ms = fields.time()?;
+    let data = fields
+        .object
+        .remove("data")
+        .ok_or_else(|| fields.invalid("\"data\" is missing"))?;
+    Ok((t_ms, data))
+}
+
 /// Parses what a viewer sent; `is_text` says whether it came as a text message.
 pub fn parse_viewer(data: &[u8], is_text: bool) -> Result<ViewerMessage, ProtocolError> {
     let (kind, object) = split(data, is_text)?;
@@ -326,15 +340,7 @@ pub fn parse_viewer(data: &[u8], is_text: bool) -> Result<ViewerMessage, Protoco
             }
         }
         "message" => {
-            let mut fields = Fields {
-                kind: "message",
-                object,
-            };
-            let t_ms = fields.time()?;
-            let data = fields
-                .object
-                .remove("data")
-                .ok_or_else(|| fields.invalid("\"data\" is missing"))?;
+            let (t_ms, data) = timed_data("message", object)?;
             Ok(ViewerMessage::Message { t_ms, data })
         }
         _ => Err(ProtocolError::UnknownType(truncate(kind))),
@@ -353,15 +359,7 @@ pub fn parse_broadcaster(data: &[u8], is_text: bool) -> Result<BroadcasterMessag
             }),
         },
         "telemetry" => {
-            let mut fields = Fields {
-                kind: "telemetry",
-                object,
-            };
-            let t_ms = fields.time()?;
-            let data = fields
-                .object
-                .remove("data")
-                .ok_or_else(|| fields.invalid("\"data\" is missing"))?;
+            let (t_ms, data) = timed_data("telemetry", object)?;
             Ok(BroadcasterMessage::Telemetry { t_ms, data })
         }
         "error" => match object.get("message") {

@@ -180,6 +180,22 @@ impl Session {
     }
 }
 
+/// A small, cheap encoding for tests: 30 fps at 400 kbit/s.
+pub fn small_encoder() -> EncoderSettings {
+    EncoderSettings {
+        fps: 30.0,
+        bitrate_kbps: 400,
+        ..EncoderSettings::default()
+    }
+}
+
+/// The signal server on loopback, ports chosen by the OS.
+pub async fn loopback_server() -> omnicast_signal::SignalServer {
+    omnicast_signal::SignalServer::start(omnicast_signal::ServerConfig::loopback_ephemeral())
+        .await
+        .unwrap()
+}
+
 pub fn broadcast_settings(
     url: &str,
     room: &str,
