@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use omnicast_engine::capture::SourceSpec;
 use omnicast_engine::channels::trace::Trace;
+use omnicast_engine::file_source;
 use omnicast_engine::frame::{FrameSlot, save_png};
 use omnicast_engine::hosting::Hosted;
 use omnicast_engine::peer::PeerSettings;
@@ -116,8 +117,9 @@ struct BroadcastArgs {
     /// Broadcaster key for the room.
     #[arg(long, env = "OMNICAST_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// What to send: test-pattern, camera (the first), camera:INDEX or camera:NAME; the test
-    /// pattern stands in while no camera works [default: camera].
+    /// What to send: test-pattern, camera (the first), camera:INDEX, camera:NAME,
+    /// image:FILE (PNG or JPEG, scaled to --size) or y4m:FILE (YUV4MPEG2 video, looped); the
+    /// test pattern stands in while no camera works [default: camera].
     #[arg(long)]
     source: Option<SourceSpec>,
     /// Picture size, WIDTHxHEIGHT, up to 3840x2160; 2:1 for a 360° camera [default: 1280x720].
@@ -387,7 +389,13 @@ fn plan(
 ) -> anyhow::Result<Plan> {
     Ok(match settings.mode {
         Mode::Broadcaster => Plan::Broadcast(Box::new(BroadcastPlan {
-            settings: settings.broadcast(peer).map_err(anyhow::Error::msg)?,
+            settings: {
+                let broadcast = settings.broadcast(peer).map_err(anyhow::Error::msg)?;
+                // A bad picture or video file is said now, not as the test pattern's excuse.
+                let video = &broadcast.video;
+                file_source::check(&video.source, video.width, video.height, video.encoder.fps)?;
+                broadcast
+            },
             host: settings.host_server.then_some(host),
             preview: None,
             retry,

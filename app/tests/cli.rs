@@ -93,6 +93,82 @@ fn without_a_camera_the_test_pattern_goes_out_and_viewer_processes_decode_it() {
 }
 
 #[test]
+fn pictures_and_videos_from_files_reach_viewers() {
+    let dir = std::env::temp_dir().join(format!("omnicast-cli-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A 2:1 picture, red on the left half and blue on the right, at half the size it is sent.
+    let png = dir.join("halves.png");
+    image::RgbImage::from_fn(160, 80, |x, _| {
+        if x < 80 {
+            image::Rgb([230, 20, 20])
+        } else {
+            image::Rgb([20, 20, 230])
+        }
+    })
+    .save(&png)
+    .unwrap();
+    let caster = start_broadcaster(&[
+        "--source",
+        &format!("image:{}", png.display()),
+        "--size",
+        "320x160",
+    ]);
+    let shot = dir.join("shot.png");
+    let stats = dir.join("image.json");
+    let viewer = omnicast()
+        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
+        .args(["--server", &caster.url, "--frames", "20", "--stats-json"])
+        .arg(&stats)
+        .arg("--snapshot")
+        .arg(&shot)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait(viewer, Duration::from_secs(60)).success());
+    let got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(
+        (got["width"].as_u64(), got["height"].as_u64()),
+        (Some(320), Some(160))
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let (left, right) = (img.get_pixel(40, 80).0, img.get_pixel(280, 80).0);
+    assert!(left[0] > 180 && left[2] < 80, "left is red: {left:?}");
+    assert!(right[2] > 180 && right[0] < 80, "right is blue: {right:?}");
+    assert!(
+        caster
+            .proc
+            .said()
+            .iter()
+            .any(|l| l.contains("broadcasting image halves.png")),
+        "{:#?}",
+        caster.proc.said()
+    );
+    drop(caster);
+
+    // A YUV4MPEG2 video plays at its own size.
+    let y4m = dir.join("grey.y4m");
+    let mut bytes = b"YUV4MPEG2 W64 H32 F30:1 C420jpeg\n".to_vec();
+    for i in 0..10u8 {
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend(std::iter::repeat_n(40 + i * 10, 64 * 32));
+        bytes.extend(std::iter::repeat_n(128, 64 * 32 / 2));
+    }
+    std::fs::write(&y4m, bytes).unwrap();
+    let caster = start_broadcaster(&["--source", &format!("y4m:{}", y4m.display())]);
+    let stats = dir.join("y4m.json");
+    assert!(wait(view(&caster.url, 30, &stats), Duration::from_secs(60)).success());
+    let got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(
+        (got["width"].as_u64(), got["height"].as_u64()),
+        (Some(64), Some(32))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_get_clear_errors() {
     for (args, says) in [
         (&["--size", "12by7"][..], "expected WIDTHxHEIGHT"),
@@ -104,6 +180,16 @@ fn bad_arguments_get_clear_errors() {
         (&["--bitrate-kbps", "10"], "100 to 50000"),
         (&["--server", "robot:4000"], "http:// or https://"),
         (&["--media-bind", "localhost:x"], "expected an IP address"),
+        // Files that cannot be sent are said before anything starts, naming the file.
+        (
+            &["--source", "image:/nonexistent/robot.png"],
+            "/nonexistent/robot.png: No such file",
+        ),
+        (
+            &["--source", "y4m:/etc/hostname"],
+            "/etc/hostname: not a YUV4MPEG2 video",
+        ),
+        (&["--source", "image:"], "needs a file"),
     ] {
         let out = omnicast()
             .args(["broadcast", "--headless"])

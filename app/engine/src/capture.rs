@@ -34,6 +34,10 @@ pub enum CameraSelector {
 pub enum SourceSpec {
     TestPattern,
     Camera(CameraSelector),
+    /// A PNG or JPEG picture, sent at the chosen rate and size.
+    Image(std::path::PathBuf),
+    /// A YUV4MPEG2 video, looped.
+    Y4m(std::path::PathBuf),
 }
 
 impl FromStr for SourceSpec {
@@ -48,8 +52,12 @@ impl FromStr for SourceSpec {
                 Ok(i) => CameraSelector::Index(i),
                 Err(_) => CameraSelector::Name(sel.to_owned()),
             })),
+            Some(("image" | "y4m", "")) => Err(format!("{s}: needs a file after the colon")),
+            Some(("image", path)) => Ok(Self::Image(path.into())),
+            Some(("y4m", path)) => Ok(Self::Y4m(path.into())),
             _ => Err(format!(
-                "unknown source {s:?}: expected test-pattern, camera, camera:INDEX or camera:NAME"
+                "unknown source {s:?}: expected test-pattern, camera, camera:INDEX, camera:NAME, \
+                 image:FILE or y4m:FILE"
             )),
         }
     }
@@ -62,6 +70,8 @@ impl fmt::Display for SourceSpec {
             Self::Camera(CameraSelector::First) => f.write_str("camera"),
             Self::Camera(CameraSelector::Index(i)) => write!(f, "camera:{i}"),
             Self::Camera(CameraSelector::Name(n)) => write!(f, "camera:{n}"),
+            Self::Image(p) => write!(f, "image:{}", p.display()),
+            Self::Y4m(p) => write!(f, "y4m:{}", p.display()),
         }
     }
 }
@@ -104,6 +114,9 @@ pub enum CaptureError {
     /// One frame that does not decode (USB cameras send a truncated JPEG now and then).
     #[error("camera {0} sent a frame that does not decode: {1}")]
     BadFrame(String, nokhwa::NokhwaError),
+    /// A file given as the source that cannot be used.
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
 }
 
 /// A captured picture, and when the device handed it over.
@@ -115,6 +128,10 @@ pub struct CameraFrame {
 /// A video input read one frame at a time: a camera, or a stand-in for one in tests.
 pub trait VideoInput {
     fn name(&self) -> &str;
+    /// What it is, for people: `camera NAME`, `image FILE`…
+    fn label(&self) -> String {
+        format!("camera {}", self.name())
+    }
     /// Waits for the next frame and converts it to I420, into `reuse` when that has the size.
     fn read(&mut self, reuse: Option<I420>) -> Result<CameraFrame, CaptureError>;
 }
@@ -225,6 +242,8 @@ struct FeedShared {
     stop: AtomicBool,
     /// Frames replaced before the encoder took them.
     overwritten: AtomicU64,
+    /// Why the input last failed to open.
+    error: Mutex<Option<String>>,
 }
 
 impl CameraFeed {
@@ -237,6 +256,7 @@ impl CameraFeed {
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
             overwritten: AtomicU64::new(0),
+            error: Mutex::new(None),
         });
         let (ended_tx, ended) = std::sync::mpsc::sync_channel(1);
         let thread = {
@@ -268,9 +288,14 @@ impl CameraFeed {
         }
     }
 
-    /// The name of the camera open now, if any.
-    pub fn camera_name(&self) -> Option<String> {
+    /// What is open now (`camera NAME`, `image FILE`…), if anything.
+    pub fn input_label(&self) -> Option<String> {
         self.shared.name.lock().clone()
+    }
+
+    /// Why the input last failed to open, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.error.lock().clone()
     }
 
     /// Is a camera delivering?
@@ -323,6 +348,7 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
         let mut input = match open() {
             Ok(input) => input,
             Err(e) => {
+                *shared.error.lock() = Some(e.to_string());
                 if said {
                     tracing::debug!("camera still unavailable: {e}");
                 } else {
@@ -336,12 +362,12 @@ fn capture_loop(mut open: OpenInput, retry: Duration, shared: &FeedShared) {
             }
         };
         if ever_opened {
-            tracing::info!("camera {} is back", input.name());
+            tracing::info!("{} is back", input.label());
         } else {
-            tracing::info!("broadcasting camera {}", input.name());
+            tracing::info!("broadcasting {}", input.label());
         }
         (ever_opened, said) = (true, false);
-        *shared.name.lock() = Some(input.name().to_owned());
+        *shared.name.lock() = Some(input.label());
         let mut bad_in_a_row = 0;
         let mut reuse = None;
         while !stopped() {

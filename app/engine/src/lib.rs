@@ -14,6 +14,7 @@ pub mod codec;
 pub mod convert;
 pub mod fanout;
 pub mod feedback;
+pub mod file_source;
 pub mod frame;
 pub mod hosting;
 pub mod media;

@@ -102,6 +102,7 @@ impl OmnicastApp {
                         }
                     });
                     ui.end_row();
+                    self.source_file_ui(ui);
 
                     let label = ui.label("Size");
                     let s = &mut self.settings;
@@ -201,11 +202,19 @@ impl OmnicastApp {
             match source.parse::<SourceSpec>() {
                 Ok(SourceSpec::TestPattern) => "Test pattern".to_owned(),
                 Ok(SourceSpec::Camera(_)) if source == "camera" => "First camera".to_owned(),
+                Ok(SourceSpec::Image(_) | SourceSpec::Y4m(_)) => "Picture or video file".to_owned(),
+                _ if is_file_source(source) => "Picture or video file".to_owned(),
                 _ => source.strip_prefix("camera:").unwrap_or(source).to_owned(),
             }
         };
         let mut choices = vec!["test-pattern".to_owned(), "camera".to_owned()];
         choices.extend(self.cameras.iter().map(|c| format!("camera:{}", c.name)));
+        let file_choice = if is_file_source(&self.settings.source) {
+            self.settings.source.clone()
+        } else {
+            "image:".to_owned()
+        };
+        choices.push(file_choice);
         if !choices.contains(&self.settings.source) {
             choices.push(self.settings.source.clone());
         }
@@ -221,6 +230,37 @@ impl OmnicastApp {
             })
             .response
             .labelled_by(label_id);
+    }
+
+    /// The file of a picture or video source: PNG/JPEG (scaled to the size) or YUV4MPEG2.
+    fn source_file_ui(&mut self, ui: &mut egui::Ui) {
+        if !is_file_source(&self.settings.source) {
+            return;
+        }
+        let mut path = self
+            .settings
+            .source
+            .split_once(':')
+            .map_or_else(String::new, |(_, p)| p.to_owned());
+        let label = ui.label("File");
+        let edit =
+            egui::TextEdit::singleline(&mut path).hint_text("/path/to/picture.png or video.y4m");
+        if ui
+            .add(edit)
+            .labelled_by(label.id)
+            .on_hover_text(
+                "A PNG or JPEG picture (scaled to the size) or a YUV4MPEG2 video (.y4m, looped)",
+            )
+            .changed()
+        {
+            let kind = if path.to_ascii_lowercase().ends_with(".y4m") {
+                "y4m"
+            } else {
+                "image"
+            };
+            self.settings.source = format!("{kind}:{path}");
+        }
+        ui.end_row();
     }
 
     fn broadcast_status_ui(&mut self, ui: &mut egui::Ui) {
@@ -467,4 +507,9 @@ pub(super) fn fit(size: [usize; 2], space: egui::Vec2) -> egui::Vec2 {
     let (w, h) = (size[0].max(1) as f32, size[1].max(1) as f32);
     let scale = (space.x / w).min(space.y / h).max(0.0);
     egui::vec2(w * scale, h * scale)
+}
+
+/// Is `source` a picture or video file (chosen, perhaps with no file yet)?
+fn is_file_source(source: &str) -> bool {
+    source.starts_with("image:") || source.starts_with("y4m:")
 }

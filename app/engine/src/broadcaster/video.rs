@@ -14,6 +14,7 @@ use crate::capture::{
     VideoInput,
 };
 use crate::codec::{EncoderSettings, H264Encoder};
+use crate::file_source::{ImageSource, Y4mSource};
 use crate::frame::{FrameSlot, I420, Nv12, VideoFrame};
 use crate::media::{EncodedFrame, KeyframeRequest, TrackSink, TrackSpec};
 use crate::pattern::TestPattern;
@@ -93,12 +94,7 @@ impl VideoTrack {
     ) -> std::io::Result<Self> {
         let (w, h) = (settings.width as usize, settings.height as usize);
         let fps = settings.encoder.fps;
-        let camera = start_camera(
-            &settings.source,
-            settings.width,
-            settings.height,
-            fps as u32,
-        )?;
+        let camera = start_camera(&settings.source, settings.width, settings.height, fps)?;
         let encoder = H264Encoder::new(settings.encoder);
         let stop = Arc::new(AtomicBool::new(false));
         let figures = Arc::new(VideoFigures::default());
@@ -140,21 +136,27 @@ impl Drop for VideoTrack {
     }
 }
 
-/// Starts reading the configured camera, if any; the capture thread says why when there is none.
+/// Starts reading the configured camera or file, if any, on the capture thread; it says why
+/// when there is none.
 fn start_camera(
     spec: &SourceSpec,
     width: u32,
     height: u32,
-    fps: u32,
+    fps: f32,
 ) -> std::io::Result<Option<CameraFeed>> {
-    let SourceSpec::Camera(selector) = spec else {
-        return Ok(None);
+    let open: OpenInput = match spec.clone() {
+        SourceSpec::TestPattern => return Ok(None),
+        SourceSpec::Camera(selector) => Box::new(move || {
+            CameraSource::open(&selector, width, height, fps as u32)
+                .map(|c| Box::new(c) as Box<dyn VideoInput>)
+        }),
+        SourceSpec::Image(path) => Box::new(move || {
+            ImageSource::open(&path, width, height, fps).map(|c| Box::new(c) as Box<dyn VideoInput>)
+        }),
+        SourceSpec::Y4m(path) => Box::new(move || {
+            Y4mSource::open(&path, fps).map(|c| Box::new(c) as Box<dyn VideoInput>)
+        }),
     };
-    let selector = selector.clone();
-    let open: OpenInput = Box::new(move || {
-        CameraSource::open(&selector, width, height, fps)
-            .map(|c| Box::new(c) as Box<dyn VideoInput>)
-    });
     CameraFeed::start(open, CAMERA_RETRY).map(Some)
 }
 
@@ -239,20 +241,21 @@ fn media_loop(
                 }
                 _ => {}
             }
-            *figures.source.lock() = match (&camera, state) {
-                (None, _) => "test pattern".to_owned(),
-                (Some(feed), FeedState::Live) => {
-                    format!("camera {}", feed.camera_name().unwrap_or_default())
-                }
-                (Some(_), FeedState::NoCamera) => {
-                    "test pattern: no camera works (retrying every 5 s)".to_owned()
-                }
-                (Some(_), FeedState::Stalled) => {
-                    "test pattern: the camera sends nothing".to_owned()
-                }
-            };
             // The pattern's clock starts afresh; missed ticks were not its fault.
             (last_state, next) = (Some(state), Instant::now());
+        }
+        // Why there is no picture can change without the state changing (the first failure).
+        let source = match (&camera, state) {
+            (None, _) => "test pattern".to_owned(),
+            (Some(feed), FeedState::Live) => feed.input_label().unwrap_or_default(),
+            (Some(feed), FeedState::NoCamera) => match feed.last_error() {
+                Some(e) => format!("test pattern: {e} (retrying every 5 s)"),
+                None => "test pattern: no camera works (retrying every 5 s)".to_owned(),
+            },
+            (Some(_), FeedState::Stalled) => "test pattern: the camera sends nothing".to_owned(),
+        };
+        if *figures.source.lock() != source {
+            *figures.source.lock() = source;
         }
         let live = state == FeedState::Live;
         let from_camera = match &camera {
