@@ -159,6 +159,17 @@ impl Log {
                     self.control = Some(control);
                 }
             }
+            SessionEvent::View(ViewEvent::Projection(p)) => {
+                tracing::info!(
+                    "viewer: the broadcaster's picture is {}",
+                    match p {
+                        omnicast_engine::values::Projection::Equirect => {
+                            "a 360° panorama (equirectangular)"
+                        }
+                        omnicast_engine::values::Projection::Flat => "flat",
+                    }
+                );
+            }
             SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
                 if self.telemetry.is_none() {
                     tracing::info!("telemetry: {}", short(&data));

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use omnicast_engine::capture::{CameraSelector, SourceSpec};
-use omnicast_engine::settings::{Mode, Settings};
+use omnicast_engine::settings::{Mode, ProjectionSetting, Settings};
 use omnicast_engine::values::{BitrateKbps, BridgeAddr, ControlKey, Fps, FrameSize, ServerUrl};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -43,6 +43,9 @@ pub struct BroadcastSection {
     pub size: Checked<FrameSize>,
     pub fps: Checked<Fps>,
     pub bitrate_kbps: Checked<BitrateKbps>,
+    /// What viewers are told the picture is: `auto` (360° for 2:1 sizes), `flat` or
+    /// `equirect`.
+    pub projection: ProjectionSetting,
     /// Host the signal server here (else use `server.url`).
     pub host_server: bool,
     pub bind: SocketAddr,
@@ -105,6 +108,7 @@ impl Default for BroadcastSection {
             }),
             fps: Checked(Fps::new(30.0).expect("in range")),
             bitrate_kbps: Checked(BitrateKbps::new(2_000).expect("in range")),
+            projection: ProjectionSetting::Auto,
             host_server: true,
             bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)),
             stun_bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)),
@@ -226,6 +230,7 @@ impl KioskConfig {
             height: b.size.0.height,
             fps: b.fps.0.get(),
             bitrate_kbps: b.bitrate_kbps.0.get(),
+            projection: b.projection,
             host_server: b.host_server,
             server_url: self.server.url.0.to_string(),
             room: self.server.room.clone(),

@@ -25,7 +25,8 @@ use omnicast_engine::service::{BroadcastPlan, Plan, ViewPlan};
 use omnicast_engine::session::Retry;
 use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
 use omnicast_engine::values::{
-    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
+    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval,
+    Projection, ServerUrl,
 };
 use omnicast_engine::viewer::ViewSink;
 use omnicast_engine::viewer::display::Display;
@@ -139,6 +140,11 @@ struct BroadcastArgs {
     /// [default: 0].
     #[arg(long)]
     encode_threads: Option<EncodeThreads>,
+    /// What the picture is, as viewers are told: flat, or equirect (a 360° camera's 2:1
+    /// panorama, which viewers show as a view to look around in) [default: equirect for 2:1
+    /// sizes, else flat].
+    #[arg(long, value_name = "flat|equirect")]
+    projection: Option<Projection>,
     /// Append every viewer's viewport samples to FILE, one JSON object a line (flushed every
     /// second).
     #[arg(long, value_name = "FILE")]
@@ -179,7 +185,7 @@ struct ViewArgs {
     /// How the window shows the picture: flat, or 360 (an equirectangular picture as a view
     /// to look around in) [default: as last used].
     #[arg(long, value_enum)]
-    view: Option<Projection>,
+    view: Option<ViewMode>,
     /// Exit after this many frames (decoded; in the window, shown).
     #[arg(long)]
     frames: Option<u64>,
@@ -207,7 +213,7 @@ struct ViewArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Projection {
+enum ViewMode {
     Flat,
     #[value(name = "360")]
     Sphere,
@@ -233,6 +239,7 @@ impl BroadcastArgs {
             viewport_log: self.viewport_log.clone(),
             bridge: self.bridge.clone(),
             bridge_viewport: self.bridge_viewport.then_some(true),
+            projection: self.projection,
         }
     }
 }
@@ -243,7 +250,7 @@ impl ViewArgs {
             mode: Some(Mode::Viewer),
             server_url: self.server.clone(),
             room: self.room.clone(),
-            sphere: self.view.map(|v| matches!(v, Projection::Sphere)),
+            sphere: self.view.map(|v| matches!(v, ViewMode::Sphere)),
             control_key: self.control_key.clone(),
             ..SettingsPatch::default()
         }

@@ -33,12 +33,30 @@
     samples: 0,
     /** accepted messages, newest last: {viewer, data} */
     messages: [],
+    projection: null,
     refused: 0,
     malformed: 0,
     telemetrySent: 0,
     sendTelemetry,
   };
   window.omnicast = state;
+
+  /** What the picture is: ?projection=flat|equirect, else 360° when the camera's picture is 2:1. */
+  function projection() {
+    const asked = new URLSearchParams(window.location.search).get("projection");
+    if (asked === "flat" || asked === "equirect") return asked;
+    const s = stream?.getVideoTracks()[0]?.getSettings() || {};
+    return s.width && s.width === 2 * s.height ? "equirect" : "flat";
+  }
+
+  /** Tells every viewer (or the one `control` channel) what the picture is. */
+  function announceProjection(only) {
+    const text = JSON.stringify({ type: "projection", projection: projection() });
+    state.projection = projection();
+    for (const control of only ? [only] : [...channels.values()].map((c) => c.control)) {
+      if (control.readyState === "open") control.send(text);
+    }
+  }
 
   function showData() {
     $("senders").textContent = String(state.views.size);
@@ -62,6 +80,7 @@
       if (control.readyState === "open") control.send(JSON.stringify(m));
     };
     const error = (message) => reply({ type: "error", message });
+    control.onopen = () => announceProjection(control);
     const onMessage = (e) => {
       let m;
       try {
@@ -162,6 +181,7 @@
     );
     if (old) old.getTracks().forEach((t) => t.stop());
     showActual();
+    announceProjection();
     await listDevices();
   }
 
@@ -181,6 +201,7 @@
       const { width, height, fps } = wanted();
       await track.applyConstraints({ width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: fps } });
       showActual();
+      announceProjection();
     } catch (e) {
       console.warn("applyConstraints failed, reopening the camera", e);
       await restartStream();

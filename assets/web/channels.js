@@ -125,6 +125,11 @@ const omnicastChannels = (() => {
       case "telemetry":
         number(m, "telemetry", "t", { required: true, min: 0 });
         return m;
+      case "projection":
+        if (m.projection !== "flat" && m.projection !== "equirect") {
+          throw new Refused("malformed", 'bad projection message: "projection" must be "flat" or "equirect"');
+        }
+        return m;
       case "error":
         if (typeof m.message !== "string") throw new Refused("malformed", 'bad error message: "message" must be a string');
         return m;

@@ -23,6 +23,8 @@
     get pc() { return pc; },
     /** The broadcaster's last welcome: may our messages reach the robot? */
     control: null,
+    /** What the broadcaster says its picture is: "flat" or "equirect" (360°). */
+    projection: null,
     /** The latest telemetry's data, and how many came. */
     telemetry: undefined,
     telemetryCount: 0,
@@ -60,6 +62,9 @@
       if (m.type === "welcome") {
         state.control = m.control;
         $("control").textContent = m.control ? "yes" : controlKey ? "refused (wrong key?)" : "no";
+      } else if (m.type === "projection") {
+        state.projection = m.projection;
+        $("projection").textContent = m.projection === "equirect" ? "360° (equirectangular)" : "flat";
       } else if (m.type === "telemetry") {
         state.telemetry = m.data;
         state.telemetryCount += 1;

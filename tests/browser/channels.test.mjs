@@ -207,6 +207,9 @@ test("the viewer page shows the robot's telemetry and, opened with ?control=, se
   const page = await browser.context.newPage();
   await page.goto(`${url}/?control=k`);
   await waitFor("control given", () => page.evaluate(() => window.omnicast.control === true), 30_000);
+  // The desktop broadcaster's 640x320 picture is 2:1: viewers are told it is 360°.
+  await waitFor("told the picture is 360°", () => page.evaluate(() => window.omnicast.projection === "equirect"), 10_000);
+  assert.equal(await page.locator("#projection").textContent(), "360° (equirectangular)");
   await waitFor("telemetry shown", () => page.locator("#telemetryView").isVisible(), 10_000);
   assert.match(await page.locator("#telemetryView").textContent(), /uptime_s/);
   await page.fill("#message", '{"arm": "up"}');
@@ -251,6 +254,9 @@ test("the desktop viewer sends its views to the broadcaster page and gets its te
   assert.equal(stats.viewport_samples_sent, 40, JSON.stringify(stats));
   assert.ok(stats.telemetry_received > 0, JSON.stringify(stats));
   assert.match(viewer.output(), /the control key was accepted/);
+  // The page's 640x480 camera is flat, and the page said so.
+  assert.equal(stats.projection, "flat", JSON.stringify(stats));
+  assert.match(viewer.output(), /the broadcaster's picture is flat/);
   assert.match(viewer.output(), /telemetry: \{"lamp":"on"\}/);
   const page = await caster.evaluate(() => ({ samples: window.omnicast.samples, malformed: window.omnicast.malformed }));
   assert.equal(page.samples, 40, JSON.stringify(page));

@@ -10,9 +10,41 @@ use crate::channels::room::DataSettings;
 use crate::codec::EncoderSettings;
 use crate::peer::PeerSettings;
 use crate::values::{
-    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval, ServerUrl,
+    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval,
+    Projection, ServerUrl,
 };
 use crate::viewer::ViewSettings;
+
+/// What the broadcaster says its picture is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectionSetting {
+    /// Equirectangular (360°) when the size is 2:1, else flat.
+    #[default]
+    Auto,
+    Flat,
+    Equirect,
+}
+
+impl ProjectionSetting {
+    /// What it means for a picture `width`×`height`.
+    pub fn resolve(self, width: u32, height: u32) -> Projection {
+        match self {
+            Self::Auto => Projection::for_size(width, height),
+            Self::Flat => Projection::Flat,
+            Self::Equirect => Projection::Equirect,
+        }
+    }
+}
+
+impl From<Projection> for ProjectionSetting {
+    fn from(p: Projection) -> Self {
+        match p {
+            Projection::Flat => Self::Flat,
+            Projection::Equirect => Self::Equirect,
+        }
+    }
+}
 
 /// Which screen the app shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +93,8 @@ pub struct Settings {
     /// Broadcaster: draw where viewers look on the preview, and the heat map of the last minute.
     pub show_views: bool,
     pub show_heatmap: bool,
+    /// Broadcaster: what the picture is, as announced to viewers.
+    pub projection: ProjectionSetting,
 }
 
 impl Default for Settings {
@@ -87,6 +121,7 @@ impl Default for Settings {
             bridge_viewport: false,
             show_views: true,
             show_heatmap: false,
+            projection: ProjectionSetting::Auto,
         }
     }
 }
@@ -133,6 +168,7 @@ impl Settings {
                     b => Some(b.parse::<BridgeAddr>()?),
                 },
                 bridge_viewport: self.bridge_viewport,
+                projection: self.projection.resolve(size.width, size.height),
             },
         })
     }
@@ -178,6 +214,7 @@ pub struct SettingsPatch {
     pub viewport_log: Option<std::path::PathBuf>,
     pub bridge: Option<BridgeAddr>,
     pub bridge_viewport: Option<bool>,
+    pub projection: Option<Projection>,
 }
 
 impl SettingsPatch {
@@ -230,6 +267,9 @@ impl SettingsPatch {
         }
         if let Some(on) = self.bridge_viewport {
             s.bridge_viewport = on;
+        }
+        if let Some(p) = self.projection {
+            s.projection = p.into();
         }
     }
 }
@@ -354,6 +394,26 @@ mod tests {
         );
         assert!(data.control_key.unwrap().matches("k"));
         assert_eq!(data.bridge.unwrap().port(), 9000);
+        // The projection follows the size unless it is chosen.
+        let at = |width, height, projection| {
+            Settings {
+                width,
+                height,
+                projection,
+                ..Settings::default()
+            }
+            .broadcast(&peer)
+            .unwrap()
+            .data
+            .projection
+        };
+        assert_eq!(at(1920, 960, ProjectionSetting::Auto), Projection::Equirect);
+        assert_eq!(at(1280, 720, ProjectionSetting::Auto), Projection::Flat);
+        assert_eq!(at(1920, 960, ProjectionSetting::Flat), Projection::Flat);
+        assert_eq!(
+            at(1280, 720, ProjectionSetting::Equirect),
+            Projection::Equirect
+        );
     }
 
     #[test]

@@ -235,6 +235,52 @@ impl fmt::Display for ServerUrl {
     }
 }
 
+/// What the broadcaster's picture is: flat, or a 360° equirectangular panorama (2:1, yaw 0
+/// at the centre column), which viewers show as a view to look around in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Projection {
+    #[default]
+    Flat,
+    Equirect,
+}
+
+impl Projection {
+    /// The projection a picture of this size most likely has: 2:1 is equirectangular.
+    pub fn for_size(width: u32, height: u32) -> Self {
+        if height > 0 && width == height * 2 {
+            Self::Equirect
+        } else {
+            Self::Flat
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flat => "flat",
+            Self::Equirect => "equirect",
+        }
+    }
+}
+
+impl FromStr for Projection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "flat" => Ok(Self::Flat),
+            "equirect" | "equirectangular" | "360" => Ok(Self::Equirect),
+            other => Err(format!("{other:?}: expected flat or equirect")),
+        }
+    }
+}
+
+impl fmt::Display for Projection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The robot software's bridge address: `tcp://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeAddr {
@@ -433,5 +479,20 @@ mod tests {
         assert!(!format!("{k:?}").contains("s3cret"));
         assert!("".parse::<ControlKey>().is_err());
         assert!("a\nb".parse::<ControlKey>().is_err());
+    }
+
+    #[test]
+    fn projections_parse_and_2_to_1_pictures_are_360() {
+        assert_eq!("equirect".parse::<Projection>(), Ok(Projection::Equirect));
+        assert_eq!("flat".parse::<Projection>(), Ok(Projection::Flat));
+        assert!(
+            "sphere"
+                .parse::<Projection>()
+                .unwrap_err()
+                .contains("flat or equirect")
+        );
+        assert_eq!(Projection::for_size(3840, 1920), Projection::Equirect);
+        assert_eq!(Projection::for_size(1280, 720), Projection::Flat);
+        assert_eq!(Projection::for_size(0, 0), Projection::Flat);
     }
 }

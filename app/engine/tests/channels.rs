@@ -15,6 +15,7 @@ use omnicast_engine::channels::protocol::Viewport;
 use omnicast_engine::channels::room::DataSettings;
 use omnicast_engine::channels::trace::Trace;
 use omnicast_engine::service::SessionCommand;
+use omnicast_engine::values::Projection;
 use omnicast_engine::viewer::ViewCommand;
 use serde_json::{Value, json};
 use support::{
@@ -306,4 +307,46 @@ async fn a_log_that_cannot_be_opened_stops_the_broadcast_with_its_reason() {
         error.contains("cannot open the viewport log /nonexistent-dir/views.jsonl"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_are_told_what_the_picture_is_when_they_join_and_when_it_changes() {
+    let server = loopback_server().await;
+    let url = server.local_url();
+    let mut settings = broadcast_settings(&url, "proj", (320, 160), small_encoder());
+    settings.data.projection = Projection::Equirect;
+    let caster = broadcast(settings, None);
+    let (viewer, _) = watch_with(view_settings(&url, "proj"), false);
+    viewer
+        .until(Duration::from_secs(15), "told 360° on joining", |s| {
+            s.projections == [Projection::Equirect]
+        })
+        .await;
+    caster.command(SessionCommand::Broadcast(BroadcastCommand::Projection(
+        Projection::Flat,
+    )));
+    viewer
+        .until(Duration::from_secs(5), "told flat when it changed", |s| {
+            s.projections == [Projection::Equirect, Projection::Flat]
+        })
+        .await;
+    viewer
+        .until(Duration::from_secs(5), "its statistics say so too", |s| {
+            s.stats().projection == Some(Projection::Flat)
+        })
+        .await;
+    // A viewer joining now hears the new projection.
+    let (late, _) = watch_with(view_settings(&url, "proj"), false);
+    late.until(Duration::from_secs(15), "a late joiner told flat", |s| {
+        s.projections == [Projection::Flat]
+    })
+    .await;
+    caster
+        .until(Duration::from_secs(5), "the status says flat", |s| {
+            s.status().projection == Projection::Flat
+        })
+        .await;
+    late.stop().await;
+    viewer.stop().await;
+    caster.stop().await;
 }

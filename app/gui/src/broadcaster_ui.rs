@@ -13,7 +13,7 @@ use omnicast_engine::channels::views::{DEFAULT_ASPECT, Heatmap, outline, to_pict
 use omnicast_engine::frame::FrameSlot;
 use omnicast_engine::service::{BroadcastPlan, Plan, SessionCommand};
 use omnicast_engine::session::{Retry, SessionState};
-use omnicast_engine::settings::{SIZE_PRESETS, size_label};
+use omnicast_engine::settings::{ProjectionSetting, SIZE_PRESETS, size_label};
 use omnicast_engine::values::{BitrateKbps, Fps};
 
 use super::{Broadcasting, OmnicastApp, describe};
@@ -190,6 +190,7 @@ impl OmnicastApp {
             });
         });
         ui.add_space(6.0);
+        self.projection_ui(ui);
         ui.checkbox(&mut self.settings.show_views, "Show where viewers look");
         ui.checkbox(
             &mut self.settings.show_heatmap,
@@ -230,6 +231,39 @@ impl OmnicastApp {
             })
             .response
             .labelled_by(label_id);
+    }
+
+    /// What viewers are told the picture is; changed while broadcasting, they are told at once.
+    fn projection_ui(&mut self, ui: &mut egui::Ui) {
+        let before = self.settings.projection;
+        ui.horizontal(|ui| {
+            let label = ui.label("Picture");
+            let p = &mut self.settings.projection;
+            egui::ComboBox::from_id_salt("projection")
+                .selected_text(projection_label(*p))
+                .show_ui(ui, |ui| {
+                    for choice in [
+                        ProjectionSetting::Auto,
+                        ProjectionSetting::Flat,
+                        ProjectionSetting::Equirect,
+                    ] {
+                        ui.selectable_value(p, choice, projection_label(choice));
+                    }
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("Viewers show a 360° picture as a view to look around in");
+        });
+        if self.settings.projection != before
+            && let Some(b) = &self.broadcasting
+        {
+            let s = &self.settings;
+            let projection = s.projection.resolve(s.width, s.height);
+            let command = SessionCommand::Broadcast(BroadcastCommand::Projection(projection));
+            if let Err(e) = self.service.command(b.id, command) {
+                self.say(format!("Viewers not told: {e}"));
+            }
+        }
     }
 
     /// The file of a picture or video source: PNG/JPEG (scaled to the size) or YUV4MPEG2.
@@ -512,4 +546,12 @@ pub(super) fn fit(size: [usize; 2], space: egui::Vec2) -> egui::Vec2 {
 /// Is `source` a picture or video file (chosen, perhaps with no file yet)?
 fn is_file_source(source: &str) -> bool {
     source.starts_with("image:") || source.starts_with("y4m:")
+}
+
+fn projection_label(p: ProjectionSetting) -> &'static str {
+    match p {
+        ProjectionSetting::Auto => "Automatic (2:1 is 360°)",
+        ProjectionSetting::Flat => "Flat",
+        ProjectionSetting::Equirect => "360° camera (equirectangular)",
+    }
 }

@@ -24,6 +24,7 @@ use omnicast_engine::peer::PeerSettings;
 use omnicast_engine::service::{Event, Service, SessionCommand, SessionEvent};
 use omnicast_engine::session::{SessionId, SessionState};
 pub use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
+use omnicast_engine::values::Projection;
 use omnicast_engine::viewer::{ViewEvent, ViewState, ViewerStats};
 use video::{SphereView, VideoPipeline, VideoTexture};
 
@@ -358,6 +359,18 @@ impl OmnicastApp {
                 SessionEvent::View(ViewEvent::State(s)) => v.view = Some(s),
                 SessionEvent::View(ViewEvent::Stats(s)) => v.stats = Some(s),
                 SessionEvent::View(ViewEvent::Control(c)) => v.control = Some(c),
+                SessionEvent::View(ViewEvent::Projection(p)) => {
+                    // The broadcaster says what its picture is: show it that way.
+                    let sphere = p == Projection::Equirect && self.has_gpu;
+                    if self.settings.sphere != sphere {
+                        self.settings.sphere = sphere;
+                        self.say(if sphere {
+                            "A 360° picture: drag to look around"
+                        } else {
+                            "A flat picture"
+                        });
+                    }
+                }
                 SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
                     v.telemetry = Some((data, Instant::now()));
                 }

@@ -244,7 +244,7 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
 }
 
 #[test]
-fn a_viewer_looking_around_is_outlined_on_the_preview_and_messages_and_telemetry_cross() {
+fn a_360_picture_is_shown_as_360_and_the_view_is_outlined_on_the_preview_and_messages_cross() {
     let rt = runtime();
     let mut caster = harness(
         &rt,
@@ -265,13 +265,21 @@ fn a_viewer_looking_around_is_outlined_on_the_preview_and_messages_and_telemetry
         options(Settings {
             mode: Mode::Viewer,
             server_url: url,
-            sphere: true,
+            // Flat at first: the broadcaster's 2:1 picture is announced as 360°.
+            sphere: false,
             control_key: "k".into(),
             ..Settings::default()
         }),
     );
     viewer.get_by_label("Connect").click();
     step_both_until_frames_shown(&mut caster, &mut viewer, 10);
+    step_both_until(
+        &mut caster,
+        &mut viewer,
+        "the viewer turns to the 360° view by itself",
+        Duration::from_secs(10),
+        |_, v| v.settings.sphere,
+    );
 
     // The 360° view goes to the broadcaster, which outlines it on its 2:1 preview.
     step_both_until(

@@ -25,6 +25,7 @@ use crate::peer::PeerSettings;
 use crate::service::SessionEvents;
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
+use crate::values::Projection;
 use connection::Connection;
 use network::OutTrack;
 use video::{PreviewTap, VideoFigures, VideoSettings, VideoTrack};
@@ -47,6 +48,8 @@ pub enum BroadcastCommand {
     Preview(bool),
     /// Send this to every viewer as telemetry.
     Telemetry(Value),
+    /// The picture is now this (viewers are told).
+    Projection(Projection),
 }
 
 /// What a broadcast reports.
@@ -85,6 +88,8 @@ pub struct BroadcastStatus {
     pub encoder_threads: u64,
     /// The data channels: samples, messages, the log, the bridge.
     pub data: DataStatus,
+    /// What viewers are told the picture is.
+    pub projection: Projection,
 }
 
 impl BroadcastStatus {
@@ -195,6 +200,7 @@ impl Broadcast<'_> {
                             p.set(on);
                         }
                     }
+                    BroadcastCommand::Projection(p) => self.room.set_projection(p),
                     BroadcastCommand::Telemetry(data) => {
                         if let Err(e) = self.room.send_telemetry(data) {
                             self.events.offer(crate::service::SessionEvent::Broadcast(
@@ -367,6 +373,7 @@ impl StatusKeeper {
                 / 1e3,
             encoder_threads: figures.encoder_threads.load(Ordering::Relaxed),
             data: room.status(),
+            projection: room.projection(),
         };
         if self.last.as_ref() != Some(&status) {
             events.offer(crate::service::SessionEvent::Broadcast(

@@ -15,7 +15,7 @@ use super::protocol::{
 };
 use super::room::unix_ms;
 use crate::peer::ConnId;
-use crate::values::ControlKey;
+use crate::values::{ControlKey, Projection};
 
 /// What the broadcaster said, as the viewer reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,8 @@ pub enum LinkEvent {
     Welcome {
         control: bool,
     },
+    /// What the broadcaster's picture is (when we join and when it changes).
+    Projection(Projection),
     Telemetry {
         t_ms: f64,
         data: Value,
@@ -154,6 +156,7 @@ impl Link {
                     Ok(BroadcasterMessage::Welcome { control }) => {
                         on_event(LinkEvent::Welcome { control })
                     }
+                    Ok(BroadcasterMessage::Projection(p)) => on_event(LinkEvent::Projection(p)),
                     Ok(BroadcasterMessage::Telemetry { t_ms, data }) => {
                         on_event(LinkEvent::Telemetry { t_ms, data });
                     }

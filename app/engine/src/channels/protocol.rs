@@ -9,6 +9,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::values::Projection;
+
 /// The reliable, ordered channel: control and messages.
 pub const CONTROL_LABEL: &str = "omnicast";
 /// The unordered channel with no retransmissions: viewport samples.
@@ -142,9 +144,18 @@ pub enum ViewerMessage {
 /// What the broadcaster says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BroadcasterMessage {
-    Welcome { control: bool },
-    Telemetry { t_ms: f64, data: Value },
-    Error { message: String },
+    Welcome {
+        control: bool,
+    },
+    /// What its picture is: sent when the channel opens and whenever it changes.
+    Projection(Projection),
+    Telemetry {
+        t_ms: f64,
+        data: Value,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Why a message was not taken.
@@ -362,6 +373,19 @@ pub fn parse_broadcaster(data: &[u8], is_text: bool) -> Result<BroadcasterMessag
             let (t_ms, data) = timed_data("telemetry", object)?;
             Ok(BroadcasterMessage::Telemetry { t_ms, data })
         }
+        "projection" => match object.get("projection").and_then(Value::as_str) {
+            Some(p) => p
+                .parse()
+                .map(BroadcasterMessage::Projection)
+                .map_err(|reason| ProtocolError::Invalid {
+                    kind: "projection",
+                    reason,
+                }),
+            None => Err(ProtocolError::Invalid {
+                kind: "projection",
+                reason: "\"projection\" must be \"flat\" or \"equirect\"".to_owned(),
+            }),
+        },
         "error" => match object.get("message") {
             Some(Value::String(m)) => Ok(BroadcasterMessage::Error { message: m.clone() }),
             _ => Err(ProtocolError::Invalid {
@@ -424,6 +448,9 @@ impl BroadcasterMessage {
         match self {
             Self::Welcome { control } => {
                 serde_json::json!({"type": "welcome", "control": control}).to_string()
+            }
+            Self::Projection(p) => {
+                serde_json::json!({"type": "projection", "projection": p.as_str()}).to_string()
             }
             Self::Telemetry { t_ms, data } => {
                 serde_json::json!({"type": "telemetry", "t": t_ms, "data": data}).to_string()
@@ -577,6 +604,8 @@ mod tests {
         }
         let replies = [
             BroadcasterMessage::Welcome { control: true },
+            BroadcasterMessage::Projection(Projection::Equirect),
+            BroadcasterMessage::Projection(Projection::Flat),
             BroadcasterMessage::Telemetry {
                 t_ms: 9.0,
                 data: json!({"battery": 0.8}),

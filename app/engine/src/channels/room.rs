@@ -26,7 +26,7 @@ use super::protocol::{
     ViewerMessage, Viewport, parse_viewer, round3,
 };
 use super::viewport_log::{LogEntry, LogStatus, ViewportLog};
-use crate::values::{BridgeAddr, ControlKey};
+use crate::values::{BridgeAddr, ControlKey, Projection};
 
 /// What the broadcaster does with what viewers send.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,6 +39,8 @@ pub struct DataSettings {
     pub bridge: Option<BridgeAddr>,
     /// Send viewport samples to the bridge too.
     pub bridge_viewport: bool,
+    /// What the picture is, as announced to every viewer.
+    pub projection: Projection,
 }
 
 /// What the data channels have done, for the status.
@@ -93,6 +95,7 @@ pub struct DataRoom {
     log: Option<ViewportLog>,
     bridge: Mutex<Option<Bridge>>,
     telemetry: broadcast::Sender<Arc<str>>,
+    projection: tokio::sync::watch::Sender<Projection>,
     viewers: Mutex<BTreeMap<String, ViewerData>>,
     counters: Counters,
     on_message: OnMessage,
@@ -138,6 +141,7 @@ impl DataRoom {
             log,
             bridge: Mutex::new(None),
             telemetry,
+            projection: tokio::sync::watch::Sender::new(settings.projection),
             viewers: Mutex::default(),
             counters: Counters::default(),
             on_message,
@@ -171,6 +175,16 @@ impl DataRoom {
         self.counters.telemetry.fetch_add(1, Ordering::Relaxed);
         let _ = self.telemetry.send(text.into());
         Ok(())
+    }
+
+    /// Tells every viewer the picture is now `projection`.
+    pub fn set_projection(&self, projection: Projection) {
+        self.projection
+            .send_if_modified(|p| std::mem::replace(p, projection) != projection);
+    }
+
+    pub fn projection(&self) -> Projection {
+        *self.projection.borrow()
     }
 
     pub fn status(&self) -> DataStatus {
@@ -401,8 +415,9 @@ pub async fn serve(room: Arc<DataRoom>, viewer: String, channels: Channels) {
     readers.spawn(reader(control.clone(), true).run());
     readers.spawn(reader(viewport, false).run());
     let mut telemetry = tokio::task::JoinSet::new();
-    telemetry.spawn(forward_telemetry(
+    telemetry.spawn(forward(
         room.telemetry.subscribe(),
+        room.projection.subscribe(),
         open.subscribe(),
         control.clone(),
         viewer.clone(),
@@ -456,29 +471,59 @@ impl Reader {
     }
 }
 
-/// Sends the room's telemetry to one viewer while its control channel is open.
-async fn forward_telemetry(
+/// Sends one viewer what the room says to everyone while its control channel is open: the
+/// projection when it opens and whenever it changes, and all telemetry.
+async fn forward(
     mut telemetry: broadcast::Receiver<Arc<str>>,
+    mut projection: tokio::sync::watch::Receiver<Projection>,
     mut open: tokio::sync::watch::Receiver<bool>,
     control: Arc<dyn DataChannel>,
     viewer: Arc<str>,
 ) {
+    let send = |text: String| {
+        let control = control.clone();
+        async move { control.send_text(&text).await }
+    };
     loop {
         if open.wait_for(|o| *o).await.is_err() {
             return;
         }
-        match telemetry.recv().await {
-            Ok(text) => {
-                if *open.borrow()
-                    && let Err(e) = control.send_text(&text).await
-                {
-                    tracing::debug!(viewer = %viewer, "telemetry not sent: {e}");
+        // Just opened (or opened again): what the picture is comes first.
+        let now = *projection.borrow_and_update();
+        if let Err(e) = send(BroadcasterMessage::Projection(now).to_json()).await {
+            tracing::debug!(viewer = %viewer, "projection not sent: {e}");
+        }
+        loop {
+            tokio::select! {
+                changed = open.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if !*open.borrow() {
+                        break;
+                    }
                 }
+                changed = projection.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *projection.borrow_and_update();
+                    if let Err(e) = send(BroadcasterMessage::Projection(now).to_json()).await {
+                        tracing::debug!(viewer = %viewer, "projection not sent: {e}");
+                    }
+                }
+                t = telemetry.recv() => match t {
+                    Ok(text) => {
+                        if let Err(e) = control.send_text(&text).await {
+                            tracing::debug!(viewer = %viewer, "telemetry not sent: {e}");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(viewer = %viewer, "{n} telemetry messages skipped (slow viewer)");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(viewer = %viewer, "{n} telemetry messages skipped (slow viewer)");
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

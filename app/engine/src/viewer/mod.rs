@@ -28,7 +28,7 @@ use crate::peer::{self, ConnId, PeerEvent, PeerSettings};
 use crate::service::{SessionEvent, SessionEvents};
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
-use crate::values::ControlKey;
+use crate::values::{ControlKey, Projection};
 
 #[derive(Debug, Clone)]
 pub struct ViewSettings {
@@ -86,6 +86,8 @@ pub enum ViewEvent {
     Stats(Box<ViewerStats>),
     /// The broadcaster welcomed us on its data channel: `true` if our messages reach the robot.
     Control(bool),
+    /// What the broadcaster's picture is: said when we join and whenever it changes.
+    Projection(Projection),
     /// Telemetry from the broadcaster (the robot), sent at `t_ms` on its clock.
     Telemetry {
         t_ms: f64,
@@ -135,6 +137,8 @@ pub struct ViewerStats {
     pub viewport_samples_sent: u64,
     pub messages_sent: u64,
     pub telemetry_received: u64,
+    /// What the broadcaster said its picture is.
+    pub projection: Option<Projection>,
 }
 
 /// Latency samples kept (the most recent: 20 s at 30 fps).
@@ -413,6 +417,13 @@ pub async fn run(
                                 let events = events.clone();
                                 tokio::spawn(async move {
                                     events.send(SessionEvent::View(ViewEvent::Control(control))).await;
+                                });
+                            }
+                            LinkEvent::Projection(p) => {
+                                figures.update(|s| s.projection = Some(p));
+                                let events = events.clone();
+                                tokio::spawn(async move {
+                                    events.send(SessionEvent::View(ViewEvent::Projection(p))).await;
                                 });
                             }
                             LinkEvent::Telemetry { t_ms, data } => {

@@ -39,6 +39,8 @@ pub struct Seen {
     /// Viewer: whether the broadcaster gave it control (the latest welcome), telemetry.
     pub control: Option<bool>,
     pub telemetry: Vec<serde_json::Value>,
+    /// Viewer: what the broadcaster said its picture is, every time it said so.
+    pub projections: Vec<omnicast_engine::values::Projection>,
     /// Events of any other session (there should be none).
     pub strays: usize,
 }
@@ -117,6 +119,7 @@ impl Session {
                                 SessionEvent::Broadcast(BroadcastEvent::Refused(r))
                                 | SessionEvent::View(ViewEvent::Refused(r)) => s.refused.push(r),
                                 SessionEvent::View(ViewEvent::Control(c)) => s.control = Some(c),
+                                SessionEvent::View(ViewEvent::Projection(p)) => s.projections.push(p),
                                 SessionEvent::View(ViewEvent::Telemetry { data, .. }) => {
                                     s.telemetry.push(data);
                                 }
