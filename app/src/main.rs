@@ -25,8 +25,8 @@ use omnicast_engine::service::{BroadcastPlan, Plan, ViewPlan};
 use omnicast_engine::session::Retry;
 use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
 use omnicast_engine::values::{
-    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval,
-    Projection, ServerUrl,
+    BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, FovDeg, Fps, FrameSize, KeyframeInterval,
+    Look, PitchDeg, Projection, ServerUrl, YawDeg,
 };
 use omnicast_engine::viewer::ViewSink;
 use omnicast_engine::viewer::display::Display;
@@ -186,6 +186,16 @@ struct ViewArgs {
     /// to look around in) [default: as last used].
     #[arg(long, value_enum)]
     view: Option<ViewMode>,
+    /// Where the 360° view starts looking: degrees right of the picture's centre (implies
+    /// --view 360 unless --view flat is given).
+    #[arg(long, allow_hyphen_values = true)]
+    yaw: Option<YawDeg>,
+    /// Where the 360° view starts looking: degrees up, -89 to 89.
+    #[arg(long, allow_hyphen_values = true)]
+    pitch: Option<PitchDeg>,
+    /// The 360° view's vertical field of view, 30 to 120 degrees [default: 90].
+    #[arg(long)]
+    fov: Option<FovDeg>,
     /// Exit after this many frames (decoded; in the window, shown).
     #[arg(long)]
     frames: Option<u64>,
@@ -245,12 +255,28 @@ impl BroadcastArgs {
 }
 
 impl ViewArgs {
+    /// Where the 360° view starts, if any of --yaw, --pitch, --fov was given.
+    fn look(&self) -> Option<Look> {
+        if self.yaw.is_none() && self.pitch.is_none() && self.fov.is_none() {
+            return None;
+        }
+        let d = Look::default();
+        Some(Look {
+            yaw_deg: self.yaw.map_or(d.yaw_deg, |y| y.0),
+            pitch_deg: self.pitch.map_or(d.pitch_deg, |p| p.0),
+            fov_deg: self.fov.map_or(d.fov_deg, |f| f.0),
+        })
+    }
+
     fn patch(&self) -> SettingsPatch {
         SettingsPatch {
             mode: Some(Mode::Viewer),
             server_url: self.server.clone(),
             room: self.room.clone(),
-            sphere: self.view.map(|v| matches!(v, ViewMode::Sphere)),
+            sphere: self
+                .view
+                .map(|v| matches!(v, ViewMode::Sphere))
+                .or(self.look().is_some().then_some(true)),
             control_key: self.control_key.clone(),
             ..SettingsPatch::default()
         }
@@ -320,6 +346,7 @@ fn main() -> anyhow::Result<()> {
                         patch: SettingsPatch::default(),
                         host,
                         peer,
+                        look: None,
                         report: None,
                     },
                 )
@@ -334,6 +361,7 @@ fn main() -> anyhow::Result<()> {
                 patch: SettingsPatch::default(),
                 host: (cli.host.bind, cli.host.stun_bind),
                 peer: cli.media.peer(),
+                look: None,
                 report: None,
             },
         ),
@@ -357,6 +385,7 @@ fn main() -> anyhow::Result<()> {
                     patch: args.patch(),
                     host,
                     peer,
+                    look: None,
                     report: None,
                 },
             )
@@ -375,6 +404,7 @@ fn main() -> anyhow::Result<()> {
                     patch: args.patch(),
                     host: (cli.host.bind, cli.host.stun_bind),
                     peer,
+                    look: args.look(),
                     report: Some(Report {
                         frames: args.frames,
                         stats_json: args.stats_json,
@@ -510,6 +540,8 @@ struct Window {
     patch: SettingsPatch,
     host: (SocketAddr, SocketAddr),
     peer: PeerSettings,
+    /// Where a 360° view starts looking.
+    look: Option<Look>,
     report: Option<Report>,
 }
 
@@ -540,6 +572,7 @@ fn window(runtime: &tokio::runtime::Runtime, w: Window) -> anyhow::Result<()> {
         host_bind: w.host,
         peer: w.peer,
         report: report.unwrap_or_default(),
+        look: w.look.unwrap_or_default(),
         ..omnicast_gui::AppOptions::default()
     };
     omnicast_gui::run(options, runtime.handle()).map_err(|e| anyhow::anyhow!("window: {e}"))

@@ -269,3 +269,74 @@ fn omnicast_view_with_a_server_opens_a_window_that_shows_the_broadcast() {
     drop(caster);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A 360° picture whose directions have their own colours (yaw 0 at the centre column): front
+/// red, right green, back blue, left yellow.
+fn compass_png(path: &Path) {
+    image::RgbImage::from_fn(640, 320, |x, _| match x {
+        240..400 => image::Rgb([220, 30, 30]),
+        400..560 => image::Rgb([30, 200, 30]),
+        80..240 => image::Rgb([230, 220, 30]),
+        _ => image::Rgb([30, 30, 220]),
+    })
+    .save(path)
+    .unwrap();
+}
+
+#[test]
+fn omnicast_view_opens_a_360_picture_looking_where_yaw_and_pitch_say() {
+    let home = std::env::temp_dir().join(format!("omnicast-view-look-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("xdg")).unwrap();
+    let png = home.join("compass.png");
+    compass_png(&png);
+    let mut command = omnicast();
+    command
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .arg("--source")
+        .arg(format!("image:{}", png.display()))
+        .args(["--size", "640x320"])
+        .env("RUST_LOG", "info,rtc=error,webrtc=error");
+    let caster = Proc::spawn(command);
+    let url = caster.server_url(Duration::from_secs(60));
+
+    // Looking right: the middle of the window is the picture's right (green), not its front.
+    let screen = Xvfb::start();
+    let mut command = omnicast();
+    command
+        .args(["view", "--server", &url, "--media-bind", "127.0.0.1:0"])
+        .args(["--yaw", "90", "--pitch", "0", "--fov", "60"])
+        .env("DISPLAY", &screen.display)
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", home.join("xdg"))
+        .env(
+            "RUST_LOG",
+            "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
+        );
+    let viewer = Proc::spawn(command);
+    let green = |p: &image::Rgb<u8>| p.0[1] > 150 && p.0[0] < 90 && p.0[2] < 90;
+    let until = Instant::now() + Duration::from_secs(60);
+    let shot = loop {
+        let shot = screen.screenshot();
+        // The video area's middle, below the controls.
+        let middle = (590..690)
+            .flat_map(|x| (380..480).map(move |y| (x, y)))
+            .filter(|&(x, y)| green(shot.get_pixel(x, y)))
+            .count();
+        if middle == 100 * 100 {
+            break shot;
+        }
+        assert!(
+            Instant::now() < until,
+            "the middle of the window never showed the picture's right (green); {:#?}",
+            viewer.said()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    shot.save(screenshot_dir().join("viewer-look-right.png"))
+        .unwrap();
+    drop(viewer);
+    drop(caster);
+    let _ = std::fs::remove_dir_all(&home);
+}

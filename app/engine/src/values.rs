@@ -281,6 +281,78 @@ impl fmt::Display for Projection {
     }
 }
 
+/// Where a 360° view starts looking (`--yaw`, `--pitch`, `--fov`, the pages' `?yaw=&pitch=&fov=`):
+/// yaw in degrees, 0 at the picture's centre column, positive right (any value, wrapped);
+/// pitch in degrees, positive up, −89 to 89; the vertical field of view, 30° to 120°.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    pub yaw_deg: f32,
+    pub pitch_deg: f32,
+    pub fov_deg: f32,
+}
+
+impl Default for Look {
+    fn default() -> Self {
+        Self {
+            yaw_deg: 0.0,
+            pitch_deg: 0.0,
+            fov_deg: 90.0,
+        }
+    }
+}
+
+/// A yaw in degrees (any finite value; wrapped where it is used).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YawDeg(pub f32);
+
+/// A pitch in degrees, −89 to 89.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PitchDeg(pub f32);
+
+/// A vertical field of view in degrees, 30 to 120.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FovDeg(pub f32);
+
+fn degrees(s: &str, range: RangeInclusive<f32>, what: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {what} is a number of degrees"))?;
+    if v.is_finite() && range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s:?}: {what} is {} to {} degrees",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+impl FromStr for YawDeg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        degrees(s, -3600.0..=3600.0, "yaw").map(Self)
+    }
+}
+
+impl FromStr for PitchDeg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        degrees(s, -89.0..=89.0, "pitch").map(Self)
+    }
+}
+
+impl FromStr for FovDeg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        degrees(s, 30.0..=120.0, "the field of view").map(Self)
+    }
+}
+
 /// The robot software's bridge address: `tcp://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeAddr {
@@ -494,5 +566,20 @@ mod tests {
         assert_eq!(Projection::for_size(3840, 1920), Projection::Equirect);
         assert_eq!(Projection::for_size(1280, 720), Projection::Flat);
         assert_eq!(Projection::for_size(0, 0), Projection::Flat);
+    }
+
+    #[test]
+    fn view_angles_have_their_ranges() {
+        assert_eq!("-45".parse::<YawDeg>(), Ok(YawDeg(-45.0)));
+        assert_eq!("89".parse::<PitchDeg>(), Ok(PitchDeg(89.0)));
+        assert!("90".parse::<PitchDeg>().unwrap_err().contains("-89 to 89"));
+        assert!("20".parse::<FovDeg>().unwrap_err().contains("30 to 120"));
+        assert!(
+            "left"
+                .parse::<YawDeg>()
+                .unwrap_err()
+                .contains("number of degrees")
+        );
+        assert!("NaN".parse::<FovDeg>().is_err());
     }
 }

@@ -24,7 +24,7 @@ use omnicast_engine::peer::PeerSettings;
 use omnicast_engine::service::{Event, Service, SessionCommand, SessionEvent};
 use omnicast_engine::session::{SessionId, SessionState};
 pub use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
-use omnicast_engine::values::Projection;
+use omnicast_engine::values::{Look, Projection};
 use omnicast_engine::viewer::{ViewEvent, ViewState, ViewerStats};
 use video::{SphereView, VideoPipeline, VideoTexture};
 
@@ -50,6 +50,8 @@ pub struct AppOptions {
     pub snapshot_dir: PathBuf,
     /// What the viewer reports when the window closes (`omnicast view --frames …`).
     pub report: Report,
+    /// Where the 360° view starts looking (`omnicast view --yaw --pitch --fov`).
+    pub look: Look,
 }
 
 /// `omnicast view --frames N --stats-json F --snapshot P` in a window.
@@ -82,6 +84,7 @@ impl Default for AppOptions {
             snapshot_dir: std::env::var_os("HOME")
                 .map_or_else(|| PathBuf::from("."), PathBuf::from),
             report: Report::default(),
+            look: Look::default(),
         }
     }
 }
@@ -193,6 +196,7 @@ impl OmnicastApp {
             VideoPipeline::install(rs);
             true
         });
+        let look = options.look;
         let ctx = cc.egui_ctx.clone();
         let wake = ctx.clone();
         let service = Service::start(runtime, move || wake.request_repaint());
@@ -206,7 +210,7 @@ impl OmnicastApp {
             video: None,
             latest: None,
             shown: Shown::default(),
-            sphere: SphereView::default(),
+            sphere: SphereView::from(look),
             has_gpu,
             fullscreen: false,
             notice: None,

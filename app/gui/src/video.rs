@@ -186,6 +186,16 @@ impl Default for SphereView {
     }
 }
 
+impl From<omnicast_engine::values::Look> for SphereView {
+    fn from(look: omnicast_engine::values::Look) -> Self {
+        Self {
+            yaw_deg: look.yaw_deg.rem_euclid(360.0),
+            pitch_deg: look.pitch_deg.clamp(-89.0, 89.0),
+            fov_deg: look.fov_deg.clamp(Self::MIN_FOV_DEG, Self::MAX_FOV_DEG),
+        }
+    }
+}
+
 impl SphereView {
     pub const MIN_FOV_DEG: f32 = 30.0;
     pub const MAX_FOV_DEG: f32 = 120.0;
