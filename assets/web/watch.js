@@ -16,6 +16,16 @@
   const controlKey = new URLSearchParams(window.location.search).get("control") || "";
   /** The broadcaster's `omnicast` channel, once open. */
   let control = null;
+  /** Its `omnicast-viewport` channel, once open. */
+  let viewportChannel = null;
+  const params = new URLSearchParams(window.location.search);
+  const number = (name) => (params.has(name) && Number.isFinite(Number(params.get(name))) ? Number(params.get(name)) : undefined);
+  /** ?view=360|flat wins over what the broadcaster says its picture is. */
+  const askedView = ["360", "flat"].includes(params.get("view")) ? params.get("view") : null;
+  let sphere = null;
+  const SAMPLE_INTERVAL_MS = 33;
+  let lastSampleAt = 0;
+  let sampleTimer = null;
 
   // Read by tests and handy in the console.
   const state = {
@@ -31,6 +41,14 @@
     /** What the broadcaster refused, newest last. */
     errors: [],
     sendMessage,
+    /** "360" or "flat": how the picture is shown. */
+    viewMode: askedView || "flat",
+    /** The 360° view ({yaw, pitch, fov}) and its figures ({draws, frames}), once shown. */
+    get view() { return sphere?.view; },
+    get viewStats() { return sphere?.stats; },
+    setView: (v) => sphere?.set(v),
+    /** Viewport samples sent to the broadcaster. */
+    samplesSent: 0,
   };
   window.omnicast = state;
 
@@ -41,8 +59,65 @@
     return true;
   }
 
+  /** Sends the view to the broadcaster (at most ~30 times a second; the latest goes). */
+  function sendView() {
+    if (!sphere) return;
+    const wait = lastSampleAt + SAMPLE_INTERVAL_MS - performance.now();
+    if (wait > 0) {
+      sampleTimer ??= setTimeout(() => {
+        sampleTimer = null;
+        sendView();
+      }, wait);
+      return;
+    }
+    const channel = viewportChannel?.readyState === "open" ? viewportChannel : control?.readyState === "open" ? control : null;
+    if (!channel) return;
+    const { yaw, pitch, hfov } = lastView;
+    channel.send(JSON.stringify({ type: "viewport", t: Date.now(), yaw, pitch, roll: 0, fov: hfov }));
+    lastSampleAt = performance.now();
+    state.samplesSent += 1;
+  }
+  let lastView = null;
+
+  /** Shows the picture flat or as the 360° view. */
+  function showAs(mode) {
+    state.viewMode = mode;
+    const canvas = $("sphere");
+    if (mode === "360" && !sphere) {
+      try {
+        sphere = omnicastSphere.create(canvas, video, {
+          yaw: number("yaw") ?? 0,
+          pitch: number("pitch") ?? 0,
+          fov: number("fov") ?? 90,
+          onView: (v) => {
+            lastView = v;
+            sendView();
+          },
+        });
+      } catch (e) {
+        console.warn("no 360° view here", e);
+        $("viewToggle").disabled = true;
+        return showAs("flat");
+      }
+    }
+    canvas.hidden = mode !== "360";
+    $("resetView").hidden = mode !== "360";
+    $("viewToggle").textContent = mode === "360" ? "Flat view" : "360° view";
+    if (mode === "360") sphere.redraw();
+  }
+
   /** The channels the broadcaster opens (classic broadcasters open none). */
   function takeChannel(dc) {
+    if (dc.label === omnicastChannels.VIEWPORT) {
+      dc.onopen = () => {
+        viewportChannel = dc;
+        if (lastView) sendView();
+      };
+      dc.onclose = () => {
+        if (viewportChannel === dc) viewportChannel = null;
+      };
+      return;
+    }
     if (dc.label !== omnicastChannels.CONTROL) return;
     dc.onopen = () => {
       control = dc;
@@ -65,6 +140,8 @@
       } else if (m.type === "projection") {
         state.projection = m.projection;
         $("projection").textContent = m.projection === "equirect" ? "360° (equirectangular)" : "flat";
+        // The picture says how to show it, unless the link did.
+        if (!askedView) showAs(m.projection === "equirect" ? "360" : "flat");
       } else if (m.type === "telemetry") {
         state.telemetry = m.data;
         state.telemetryCount += 1;
@@ -87,6 +164,7 @@
     if (pc) pc.close();
     pc = null;
     control = null;
+    viewportChannel = null;
     peerId = null;
     video.srcObject = null;
     enableAudio.hidden = true;
@@ -181,6 +259,13 @@
   const casterParams = new URLSearchParams(window.location.search);
   casterParams.delete("control");
   $("broadcastLink").href = "/broadcast.html" + (casterParams.size ? `?${casterParams}` : "");
+  $("viewToggle").onclick = () => showAs(state.viewMode === "360" ? "flat" : "360");
+  $("resetView").onclick = () => sphere?.set({ yaw: 0, pitch: 0, fov: 90 });
+  $("fullscreen").onclick = () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else $("stage").requestFullscreen?.().catch((e) => console.warn("full screen", e));
+  };
+  if (askedView) showAs(askedView);
   $("messageForm").hidden = !controlKey;
   $("messageForm").onsubmit = (e) => {
     e.preventDefault();

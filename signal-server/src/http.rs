@@ -63,6 +63,11 @@ const PAGES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/web/channels.js"),
     ),
+    (
+        "/sphere.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/sphere.js"),
+    ),
 ];
 
 pub(crate) fn router<S>(

@@ -1,0 +1,171 @@
+// The viewer page's 360° view against the desktop broadcaster sending a known 360° picture from
+// a file (a colour per direction): the page shows the right colour at the middle of its view for
+// each yaw and pitch, the back seam and both poles included; dragging turns it; its views reach
+// the broadcaster's log; a flat broadcast opens flat; it draws only when a frame comes.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { repoRoot, waitFor } from "../support/server.mjs";
+import { launchChromium } from "../support/browser.mjs";
+import { hostedUrl, runOmnicast } from "../support/process.mjs";
+
+import { mkdirSync } from "node:fs";
+
+mkdirSync(path.join(repoRoot, "target/screenshots"), { recursive: true });
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+const dir = mkdtempSync(path.join(os.tmpdir(), "omnicast-sphere-"));
+cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+
+// 640x320: rows 0-39 white (the top), 280-319 black (the bottom); between them, by yaw: front
+// (-45..45) red, right (45..135) green, back blue, left (-135..-45) yellow.
+const COLOURS = { red: [220, 30, 30], green: [30, 200, 30], blue: [30, 30, 220], yellow: [230, 220, 30], white: [250, 250, 250], black: [5, 5, 5] };
+
+/** Writes that picture as a PNG (Node has no image package here: zlib and a CRC do). */
+async function compassPng(file) {
+  const { deflateSync } = await import("node:zlib");
+  const { writeFileSync } = await import("node:fs");
+  const [w, h] = [640, 320];
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    raw[y * (w * 3 + 1)] = 0;
+    for (let x = 0; x < w; x++) {
+      let c;
+      if (y < 40) c = COLOURS.white;
+      else if (y >= 280) c = COLOURS.black;
+      else if (x >= 240 && x < 400) c = COLOURS.red;
+      else if (x >= 400 && x < 560) c = COLOURS.green;
+      else if (x >= 80 && x < 240) c = COLOURS.yellow;
+      else c = COLOURS.blue;
+      raw.set(c, y * (w * 3 + 1) + 1 + x * 3);
+    }
+  }
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  writeFileSync(file, Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]));
+}
+
+async function desktopBroadcaster(args) {
+  const caster = runOmnicast([
+    "broadcast", "--headless", "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0",
+    "--media-bind", "127.0.0.1", ...args,
+  ], cleanups);
+  const url = await waitFor("broadcaster's server URL", () => hostedUrl(caster), 30_000);
+  return { caster, url };
+}
+
+/** The colour at the middle of the 360° view. */
+async function middle(page) {
+  return page.evaluate(() => {
+    const canvas = document.getElementById("sphere");
+    const copy = document.createElement("canvas");
+    [copy.width, copy.height] = [canvas.width, canvas.height];
+    const ctx = copy.getContext("2d");
+    ctx.drawImage(canvas, 0, 0);
+    return [...ctx.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data.slice(0, 3)];
+  });
+}
+
+const near = (got, want) => got.every((v, i) => Math.abs(v - want[i]) < 45);
+
+test("the 360° page shows each direction's colour where it looks, the seam and poles included, and its views reach the log", async () => {
+  const png = path.join(dir, "compass.png");
+  await compassPng(png);
+  const log = path.join(dir, "views.jsonl");
+  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "640x320", "--viewport-log", log]);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.setViewportSize({ width: 800, height: 600 });
+  // A shared link: looking right.
+  await page.goto(`${url}/?view=360&yaw=90&pitch=0&fov=60`);
+  await waitFor("the 360° view drawing frames", () => page.evaluate(() => (window.omnicast.viewStats?.frames ?? 0) > 3), 30_000);
+  assert.ok(await page.evaluate(() => window.omnicast.viewStats.webgl2), "WebGL2");
+  await waitFor("right is green", async () => near(await middle(page), COLOURS.green), 5_000);
+  for (const [view, colour] of [
+    [{ yaw: 0, pitch: 0 }, "red"],
+    [{ yaw: 180, pitch: 0 }, "blue"],
+    [{ yaw: -179.5, pitch: 0 }, "blue"],
+    [{ yaw: -90, pitch: 0 }, "yellow"],
+    [{ yaw: 30, pitch: 89 }, "white"],
+    [{ yaw: -120, pitch: -89 }, "black"],
+  ]) {
+    await page.evaluate((v) => window.omnicast.setView(v), view);
+    await waitFor(`${JSON.stringify(view)} shows ${colour}`, async () => near(await middle(page), COLOURS[colour]), 5_000);
+  }
+  // Dragging left turns the view right, as if pulling the picture.
+  await page.evaluate(() => window.omnicast.setView({ yaw: 0, pitch: 0, fov: 60 }));
+  const box = await page.locator("#sphere").boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2 - box.height / 2, box.y + box.height / 2, { steps: 10 });
+  await page.mouse.up();
+  const turned = await page.evaluate(() => window.omnicast.view.yaw);
+  assert.ok(Math.abs(turned - 30) < 3, `half the height dragged at fov 60 turns 30°: ${turned}`);
+  // The wheel zooms within 30°-120°.
+  await page.mouse.wheel(0, -5000);
+  await waitFor("zoomed in to the limit", () => page.evaluate(() => window.omnicast.view.fov === 30), 5_000);
+
+  // Its views reach the broadcaster's log (at most ~30 a second).
+  await page.screenshot({ path: path.join(repoRoot, "target/screenshots/page-360.png") });
+  await page.evaluate(() => window.omnicast.setView({ yaw: 77, pitch: 11, fov: 60 }));
+  await waitFor("samples sent", () => page.evaluate(() => window.omnicast.samplesSent > 0), 10_000);
+  const logged = await waitFor("the view in the log", () => {
+    const lines = readFileSync(log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    return lines.find((l) => Math.abs(l.yaw - 77) < 0.01 && Math.abs(l.pitch - 11) < 0.01);
+  }, 10_000);
+  assert.ok(logged.fov > 60, `the horizontal fov of a wide view: ${JSON.stringify(logged)}`);
+
+  // It draws when a frame comes or the view changes, not continuously: the picture is 30 fps.
+  const before = await page.evaluate(() => ({ ...window.omnicast.viewStats }));
+  await new Promise((r) => setTimeout(r, 2000));
+  const after2 = await page.evaluate(() => ({ ...window.omnicast.viewStats }));
+  const draws = after2.draws - before.draws;
+  const frames = after2.frames - before.frames;
+  assert.ok(draws <= frames + 2, `draws ${draws} vs frames ${frames}`);
+});
+
+test("a flat broadcast opens flat, a 2:1 one as 360° by itself", async () => {
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const flat = await desktopBroadcaster(["--source", "test-pattern", "--size", "640x360"]);
+  const page = await browser.context.newPage();
+  await page.goto(`${flat.url}/`);
+  await waitFor("told flat", () => page.evaluate(() => window.omnicast.projection === "flat"), 30_000);
+  assert.equal(await page.evaluate(() => window.omnicast.viewMode), "flat");
+  assert.equal(await page.locator("#sphere").isVisible(), false);
+  const wide = await desktopBroadcaster(["--source", "test-pattern", "--size", "640x320"]);
+  const page2 = await browser.context.newPage();
+  await page2.goto(`${wide.url}/`);
+  await waitFor("360° by itself", () => page2.evaluate(() => window.omnicast.viewMode === "360"), 30_000);
+  assert.equal(await page2.locator("#sphere").isVisible(), true);
+});
