@@ -155,5 +155,5 @@ const omnicastChannels = (() => {
     }
   };
 
-  return { CONTROL, VIEWPORT, MAX_BYTES, Refused, parseViewer, parseBroadcaster, open, typed, wrap };
+  return { CONTROL, VIEWPORT, MAX_BYTES, Refused, parseViewer, parseBroadcaster, open, typed, wrap, fromQuaternion };
 })();

@@ -193,5 +193,32 @@ const omnicastSphere = (() => {
     return { view, stats, set, redraw };
   }
 
-  return { create, MIN_FOV, MAX_FOV, wrap };
+  // Quaternions [x, y, z, w].
+  const axis = (ax, deg) => {
+    const h = (deg * Math.PI) / 360;
+    const s = Math.sin(h);
+    return [ax[0] * s, ax[1] * s, ax[2] * s, Math.cos(h)];
+  };
+  const mul = ([ax, ay, az, aw], [bx, by, bz, bw]) => [
+    aw * bx + ax * bw + ay * bz - az * by,
+    aw * by - ax * bz + ay * bw + az * bx,
+    aw * bz + ax * by - ay * bx + az * bw,
+    aw * bw - ax * bx - ay * by - az * bz,
+  ];
+
+  /**
+   * Where a phone's back camera looks, as the rotation from the view to the world of the
+   * viewport messages (x right of the picture's centre, y up, the centre along -z): from a
+   * `deviceorientation` event's alpha, beta, gamma (degrees; Z-X'-Y'' from the Earth's East,
+   * North, Up) and the screen's rotation (`screen.orientation.angle`). North is straight ahead
+   * (the page turns it to where the view was when the phone took over).
+   */
+  function phoneRotation(alpha, beta, gamma, screenAngle = 0) {
+    const earthFromDevice = mul(mul(axis([0, 0, 1], alpha), axis([1, 0, 0], beta)), axis([0, 1, 0], gamma));
+    // The world: East, Up, South (-North is forward).
+    const worldFromEarth = axis([1, 0, 0], -90);
+    return mul(mul(worldFromEarth, earthFromDevice), axis([0, 0, 1], -screenAngle));
+  }
+
+  return { create, MIN_FOV, MAX_FOV, wrap, phoneRotation };
 })();

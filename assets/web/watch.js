@@ -49,6 +49,8 @@
     setView: (v) => sphere?.set(v),
     /** Viewport samples sent to the broadcaster. */
     samplesSent: 0,
+    /** Whether the phone's orientation steers the view. */
+    phone: false,
   };
   window.omnicast = state;
 
@@ -79,6 +81,42 @@
   }
   let lastView = null;
 
+  /** The phone's orientation steering the 360° view, while on. */
+  let phone = null;
+
+  function onOrientation(e) {
+    if (!sphere || e.alpha === null || e.beta === null) return;
+    const angle = screen.orientation?.angle ?? window.orientation ?? 0;
+    const q = omnicastSphere.phoneRotation(e.alpha, e.beta, e.gamma ?? 0, angle);
+    const v = omnicastChannels.fromQuaternion(q);
+    if (!v) return;
+    // Where the phone points when it takes over is where the view already looks.
+    phone.offset ??= sphere.view.yaw - v.yaw;
+    sphere.set({ yaw: v.yaw + phone.offset, pitch: v.pitch });
+  }
+
+  /** Turns "look around by moving the phone" on or off (off: drag again). */
+  async function usePhone(on) {
+    if (on && !phone) {
+      // iOS asks the person first, and only from a tap.
+      if (typeof DeviceOrientationEvent !== "undefined" && typeof DeviceOrientationEvent.requestPermission === "function") {
+        const answer = await DeviceOrientationEvent.requestPermission().catch(() => "denied");
+        if (answer !== "granted") {
+          $("phone").textContent = "Moving the phone is not allowed here";
+          return;
+        }
+      }
+      phone = { offset: null };
+      window.addEventListener("deviceorientation", onOrientation);
+    } else if (!on && phone) {
+      window.removeEventListener("deviceorientation", onOrientation);
+      phone = null;
+    }
+    state.phone = !!phone;
+    $("phone").textContent = phone ? "Stop moving the phone (drag instead)" : "Look around by moving the phone";
+    $("phone").setAttribute("aria-pressed", String(!!phone));
+  }
+
   /** Shows the picture flat or as the 360° view. */
   function showAs(mode) {
     state.viewMode = mode;
@@ -101,7 +139,11 @@
       }
     }
     canvas.hidden = mode !== "360";
+    // A view to look around in gets the room a window or a phone has, not the picture's 2:1.
+    $("stage").classList.toggle("sphere", mode === "360");
     $("resetView").hidden = mode !== "360";
+    $("phone").hidden = mode !== "360" || !("DeviceOrientationEvent" in window);
+    if (mode !== "360") usePhone(false);
     $("viewToggle").textContent = mode === "360" ? "Flat view" : "360° view";
     if (mode === "360") sphere.redraw();
   }
@@ -260,7 +302,11 @@
   casterParams.delete("control");
   $("broadcastLink").href = "/broadcast.html" + (casterParams.size ? `?${casterParams}` : "");
   $("viewToggle").onclick = () => showAs(state.viewMode === "360" ? "flat" : "360");
-  $("resetView").onclick = () => sphere?.set({ yaw: 0, pitch: 0, fov: 90 });
+  $("resetView").onclick = () => {
+    if (phone) phone.offset = null;
+    sphere?.set({ yaw: 0, pitch: 0, fov: 90 });
+  };
+  $("phone").onclick = () => usePhone(!phone);
   $("fullscreen").onclick = () => {
     if (document.fullscreenElement) document.exitFullscreen();
     else $("stage").requestFullscreen?.().catch((e) => console.warn("full screen", e));

@@ -97,6 +97,18 @@ async function middle(page) {
 
 const near = (got, want) => got.every((v, i) => Math.abs(v - want[i]) < 45);
 
+/** The 360° view's box once the layout has settled (the same twice, 200 ms apart). */
+async function settledBox(page) {
+  let last = null;
+  return waitFor("the view's layout settled", async () => {
+    const box = await page.locator("#sphere").boundingBox();
+    const same = last && JSON.stringify(box) === JSON.stringify(last);
+    last = box;
+    await new Promise((r) => setTimeout(r, 200));
+    return same && box;
+  }, 10_000);
+}
+
 test("the 360° page shows each direction's colour where it looks, the seam and poles included, and its views reach the log", async () => {
   const png = path.join(dir, "compass.png");
   await compassPng(png);
@@ -124,7 +136,7 @@ test("the 360° page shows each direction's colour where it looks, the seam and 
   }
   // Dragging left turns the view right, as if pulling the picture.
   await page.evaluate(() => window.omnicast.setView({ yaw: 0, pitch: 0, fov: 60 }));
-  const box = await page.locator("#sphere").boundingBox();
+  const box = await settledBox(page);
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.mouse.down();
   await page.mouse.move(box.x + box.width / 2 - box.height / 2, box.y + box.height / 2, { steps: 10 });
@@ -168,4 +180,61 @@ test("a flat broadcast opens flat, a 2:1 one as 360° by itself", async () => {
   await page2.goto(`${wide.url}/`);
   await waitFor("360° by itself", () => page2.evaluate(() => window.omnicast.viewMode === "360"), 30_000);
   assert.equal(await page2.locator("#sphere").isVisible(), true);
+});
+
+test("on a phone-sized page, touch drags the view and, switched on, the phone's orientation steers it and is sent back", async () => {
+  const png = path.join(dir, "compass-phone.png");
+  await compassPng(png);
+  const log = path.join(dir, "phone.jsonl");
+  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "640x320", "--viewport-log", log]);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Emulation.setTouchEmulationEnabled", { enabled: true, maxTouchPoints: 5 });
+  await page.goto(`${url}/`);
+  await waitFor("360° by itself, drawing", () => page.evaluate(() => window.omnicast.viewMode === "360" && (window.omnicast.viewStats?.frames ?? 0) > 3), 30_000);
+  await waitFor("straight ahead is red", async () => near(await middle(page), COLOURS.red), 5_000);
+
+  // A finger swipes left across half the view's height: the view turns right by half its fov.
+  const box = await settledBox(page);
+  const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+  const touch = (type, px) => cdp.send("Input.dispatchTouchEvent", { type, touchPoints: type === "touchEnd" ? [] : [{ x: px, y }] });
+  await touch("touchStart", x);
+  for (let i = 1; i <= 10; i++) await touch("touchMove", x - (box.height / 2) * (i / 10));
+  await touch("touchEnd", 0);
+  const swiped = await page.evaluate(() => window.omnicast.view.yaw);
+  assert.ok(Math.abs(swiped - 45) < 4, `half the height at fov 90 turns 45°: ${swiped}`);
+
+  // The phone takes over where the view is; turning it 90° to the right looks right (green).
+  await page.click("#resetView");
+  await page.click("#phone");
+  assert.equal(await page.evaluate(() => window.omnicast.phone), true);
+  const orient = (alpha, beta, gamma) =>
+    page.evaluate(([a, b, g]) => window.dispatchEvent(new DeviceOrientationEvent("deviceorientation", { alpha: a, beta: b, gamma: g })), [alpha, beta, gamma]);
+  await orient(10, 90, 0); // upright, facing wherever: that is straight ahead now
+  await orient(-80, 90, 0); // 90° to the right
+  await waitFor("the view follows the phone to the right", async () => near(await middle(page), COLOURS.green), 5_000);
+  let v = await page.evaluate(() => ({ ...window.omnicast.view }));
+  assert.ok(Math.abs(v.yaw - 90) < 0.5 && Math.abs(v.pitch) < 0.5, JSON.stringify(v));
+  await orient(-80, 179, 0); // tilted back to look almost straight up
+  await waitFor("looking up shows the top (white)", async () => near(await middle(page), COLOURS.white), 5_000);
+  await orient(-80, 90, 0);
+  // What the phone looks at goes back to the broadcaster.
+  await waitFor("the phone's view in the broadcaster's log", () =>
+    readFileSync(log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).some((l) => Math.abs(l.yaw - 90) < 0.5 && Math.abs(l.pitch) < 0.5), 10_000);
+
+  // Switched off, dragging works again and the phone no longer steers.
+  await page.click("#phone");
+  assert.equal(await page.evaluate(() => window.omnicast.phone), false);
+  await orient(100, 90, 0);
+  v = await page.evaluate(() => ({ ...window.omnicast.view }));
+  assert.ok(Math.abs(v.yaw - 90) < 0.5, `the phone no longer steers: ${JSON.stringify(v)}`);
+  await touch("touchStart", x);
+  for (let i = 1; i <= 10; i++) await touch("touchMove", x + (box.height / 2) * (i / 10));
+  await touch("touchEnd", 0);
+  v = await page.evaluate(() => ({ ...window.omnicast.view }));
+  assert.ok(Math.abs(v.yaw - 45) < 4, `dragging again: ${JSON.stringify(v)}`);
+  await page.screenshot({ path: path.join(repoRoot, "target/screenshots/page-360-phone.png") });
 });
