@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The media benchmarks in one run, inside a private network namespace (Chromium must not reach
-# the network): codec rates, the desktop fan-out, viewport samples, then the Chromium anchor.
+# the network): codec rates, the desktop fan-out, viewport samples, the Chromium anchor, and
+# the viewer page's 360° view against its flat view.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace
@@ -10,4 +11,5 @@ exec scripts/in-netns.sh bash -c '
   cargo bench -p omnicast --bench fanout
   cargo bench -p omnicast --bench viewports
   node tests/bench/chromium-anchor.mjs "${OMNICAST_ANCHOR_VIEWERS:-1,5,20}" "${OMNICAST_BENCH_SECONDS:-10}"
+  node tests/bench/page-360.mjs "${OMNICAST_BENCH_SECONDS:-15}"
 '

@@ -78,6 +78,7 @@ const omnicastSphere = (() => {
     const view = { yaw: wrap(yaw), pitch: clamp(pitch, -89, 89), fov: clamp(fov, MIN_FOV, MAX_FOV) };
     const stats = { draws: 0, frames: 0, webgl2 };
     let hasPicture = false;
+    let textureSize = "";
     let drawQueued = false;
 
     function aspect() {
@@ -117,7 +118,14 @@ const omnicastSphere = (() => {
     function upload() {
       if (video.readyState < 2 || !video.videoWidth) return;
       gl.bindTexture(gl.TEXTURE_2D, texture);
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, video);
+      // Allocate once per picture size, then overwrite in place.
+      const size = `${video.videoWidth}x${video.videoHeight}`;
+      if (size !== textureSize) {
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, video);
+        textureSize = size;
+      } else {
+        gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, gl.RGBA, gl.UNSIGNED_BYTE, video);
+      }
       hasPicture = true;
       stats.frames += 1;
       draw();

@@ -1,0 +1,98 @@
+// What the viewer page's 360° view costs Chromium beside the flat page: the desktop broadcaster
+// (test pattern, 1920x960, 30 fps) watched by one headless Chromium page, flat then 360°, then
+// again (S seconds each). Prints the CPU of Chromium's renderer and GPU processes (from /proc;
+// the 360° view's WebGL runs on SwiftShader in the GPU process here), video frames received per
+// second and, for the 360° view, draws per second. Run inside a private network namespace
+// (scripts/bench-media.sh).
+//
+//   node tests/bench/page-360.mjs [seconds]
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { repoRoot, waitFor } from "../support/server.mjs";
+
+const seconds = Number(process.argv[2] || 15);
+// The debug build: it is what `cargo build` (scripts/bench-media.sh) has just made, so its
+// embedded pages are current; the broadcaster's own speed does not matter here.
+const binary = process.env.OMNICAST_BIN || path.join(repoRoot, "target/debug/omnicast");
+
+/** CPU seconds of Chromium's processes by type (renderer, gpu-process, browser…). */
+function cpuByType(root) {
+  const procs = new Map();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
+      const type = cmd.match(/--type=([a-z-]+)/)?.[1] ?? "browser";
+      procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), type });
+    } catch {
+      // gone
+    }
+  }
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, p] of procs) {
+      if (!tree.has(pid) && tree.has(p.ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const byType = {};
+  for (const pid of tree) {
+    const p = procs.get(pid);
+    if (p) byType[p.type] = (byType[p.type] ?? 0) + p.ticks / 100;
+  }
+  return byType;
+}
+
+const caster = spawn(binary, [
+  "broadcast", "--headless", "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1",
+  "--source", "test-pattern", "--size", "1920x960", "--fps", "30", "--bitrate-kbps", "4000",
+], { env: { ...process.env, RUST_LOG: "warn", NO_COLOR: "1" }, stdio: ["ignore", "pipe", "ignore"] });
+let out = "";
+caster.stdout.on("data", (c) => (out += c));
+const url = await waitFor("the broadcaster's URL", () => out.match(/--server (http:\/\/\S+)/)?.[1], 60_000);
+
+const userDataDir = mkdtempSync(path.join(os.tmpdir(), "omnicast-bench-360-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 720 },
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+const browserPid = Number(readFileSync("/proc/self/stat", "utf8").split(" ")[0]); // this node process: Chromium is its child
+const page = await context.newPage();
+const framesReceived = () => page.evaluate(async () => {
+  const stats = await window.omnicast.pc?.getStats();
+  for (const s of stats?.values() ?? []) if (s.type === "inbound-rtp" && s.kind === "video") return s.framesDecoded || 0;
+  return 0;
+});
+
+console.log(`omnicast page 360° vs flat: 1920x960 30 fps from the desktop broadcaster, Chromium ${seconds} s each, ${new Date().toISOString().slice(0, 10)}`);
+console.log(["view", "renderer cpu %", "gpu process cpu %", "all chromium cpu %", "frames received/s", "draws/s"].join("\t"));
+for (const view of ["flat", "360", "flat", "360"]) {
+  await page.goto(`${url}/?view=${view}`);
+  await waitFor("frames", async () => (await framesReceived()) > 60, 60_000);
+  await new Promise((r) => setTimeout(r, 2000));
+  const [cpu0, f0, d0, t0] = [cpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const [cpu1, f1, d1, t1] = [cpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
+  const secs = (t1 - t0) / 1000;
+  const pct = (type) => (((cpu1[type] ?? 0) - (cpu0[type] ?? 0)) / secs) * 100;
+  const all = Object.keys(cpu1).reduce((sum, t) => sum + pct(t), 0);
+  console.log([view, pct("renderer").toFixed(1), pct("gpu-process").toFixed(1), all.toFixed(1), ((f1 - f0) / secs).toFixed(1), view === "360" ? ((d1 - d0) / secs).toFixed(1) : "–"].join("\t"));
+}
+await context.close();
+rmSync(userDataDir, { recursive: true, force: true });
+caster.kill("SIGTERM");
