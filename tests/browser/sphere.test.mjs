@@ -238,3 +238,41 @@ test("on a phone-sized page, touch drags the view and, switched on, the phone's 
   assert.ok(Math.abs(v.yaw - 45) < 4, `dragging again: ${JSON.stringify(v)}`);
   await page.screenshot({ path: path.join(repoRoot, "target/screenshots/page-360-phone.png") });
 });
+
+test("without WebGL2 the page falls back to WebGL1 with the same colours, and two fingers pinch to zoom", async () => {
+  const png = path.join(dir, "compass-gl1.png");
+  await compassPng(png);
+  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "640x320"]);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  // A browser with WebGL1 only.
+  await page.addInitScript(() => {
+    const getContext = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+      return type === "webgl2" ? null : getContext.call(this, type, ...rest);
+    };
+  });
+  await page.setViewportSize({ width: 800, height: 600 });
+  await page.goto(`${url}/?view=360&yaw=180&fov=60`);
+  await waitFor("drawing", () => page.evaluate(() => (window.omnicast.viewStats?.frames ?? 0) > 3), 30_000);
+  assert.equal(await page.evaluate(() => window.omnicast.viewStats.webgl2), false);
+  await waitFor("the back (across the seam) is blue", async () => near(await middle(page), COLOURS.blue), 5_000);
+  await page.evaluate(() => window.omnicast.setView({ yaw: 90 }));
+  await waitFor("right is green", async () => near(await middle(page), COLOURS.green), 5_000);
+
+  // Two fingers moving apart zoom in (a narrower field of view).
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Emulation.setTouchEmulationEnabled", { enabled: true, maxTouchPoints: 5 });
+  const box = await settledBox(page);
+  const [cx, cy] = [box.x + box.width / 2, box.y + box.height / 2];
+  const fingers = (type, spread) => cdp.send("Input.dispatchTouchEvent", {
+    type,
+    touchPoints: type === "touchEnd" ? [] : [{ x: cx - spread, y: cy, id: 1 }, { x: cx + spread, y: cy, id: 2 }],
+  });
+  await fingers("touchStart", 40);
+  for (let i = 1; i <= 10; i++) await fingers("touchMove", 40 + i * 4);
+  await fingers("touchEnd", 0);
+  const fov = await page.evaluate(() => window.omnicast.view.fov);
+  assert.ok(fov < 45 && fov >= 30, `spreading the fingers from 80 to 160 px halves the fov: ${fov}`);
+});
