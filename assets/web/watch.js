@@ -63,7 +63,8 @@
 
   /** Sends the view to the broadcaster (at most ~30 times a second; the latest goes). */
   function sendView() {
-    if (!sphere) return;
+    // A flat picture has no view to report.
+    if (!sphere || !lastView || state.viewMode !== "360") return;
     const wait = lastSampleAt + SAMPLE_INTERVAL_MS - performance.now();
     if (wait > 0) {
       sampleTimer ??= setTimeout(() => {
