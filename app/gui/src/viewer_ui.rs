@@ -344,6 +344,15 @@ fn overlay_ui(
             median.map_or_else(|| "— (no stamp)".to_owned(), |m| format!("{m} ms"))
         ),
         format!("decode {:.1} ms", s.decode_ms_avg),
+        format!(
+            "picture {}, {} views sent",
+            match s.projection {
+                Some(omnicast_engine::values::Projection::Equirect) => "360°",
+                Some(omnicast_engine::values::Projection::Flat) => "flat",
+                None => "—",
+            },
+            s.viewport_samples_sent
+        ),
         telemetry,
     ];
     egui::Area::new(egui::Id::unique("statistics overlay"))
