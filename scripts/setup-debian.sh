@@ -7,13 +7,14 @@
 #   openssl      a throw-away certificate for the HTTPS test
 #   libclang-dev, nasm, pkg-config: the media engine's camera bindings and fast openh264
 #   xvfb, xauth  an X server for the window tests (the app in a real window, screenshots)
+#   x11-apps     `xwd`: the browser suite reads the desktop viewer's window beside the page
 #   mesa-vulkan-drivers, libvulkan1: lavapipe, the software Vulkan wgpu renders with there
 #   libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0: what winit opens at run time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(chromium iproute2 util-linux openssl libclang-dev nasm pkg-config
-  xvfb xauth mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6
+  xvfb xauth x11-apps mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6
   libxkbcommon-x11-0)
 missing=()
 for p in "${packages[@]}"; do

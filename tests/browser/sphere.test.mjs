@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { repoRoot, waitFor } from "../support/server.mjs";
 import { launchChromium } from "../support/browser.mjs";
-import { hostedUrl, runOmnicast } from "../support/process.mjs";
+import { hostedUrl, omnicastBinary, runOmnicast, runProgram } from "../support/process.mjs";
 
 import { mkdirSync } from "node:fs";
 
@@ -275,4 +275,60 @@ test("without WebGL2 the page falls back to WebGL1 with the same colours, and tw
   await fingers("touchEnd", 0);
   const fov = await page.evaluate(() => window.omnicast.view.fov);
   assert.ok(fov < 45 && fov >= 30, `spreading the fingers from 80 to 160 px halves the fov: ${fov}`);
+});
+
+/** An X server of its own (Xvfb picks a free display). */
+async function xvfb() {
+  const { spawn } = await import("node:child_process");
+  const child = spawn("Xvfb", ["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], { stdio: ["ignore", "pipe", "ignore"] });
+  cleanups.push(async () => child.kill("SIGKILL"));
+  let out = "";
+  child.stdout.on("data", (c) => (out += c));
+  const n = await waitFor("Xvfb's display", () => out.match(/^(\d+)\n/)?.[1], 10_000);
+  return `:${n}`;
+}
+
+/** The screen's pixel at (x, y), from `xwd` (x11-apps): ZPixmap, 32 bits a pixel. */
+async function screenPixel(display, x, y) {
+  const { execFileSync } = await import("node:child_process");
+  const xwd = execFileSync("xwd", ["-root", "-silent", "-display", display], { maxBuffer: 64 << 20 });
+  const field = (i) => xwd.readUInt32BE(i * 4);
+  const [headerSize, byteOrder, bitsPerPixel, bytesPerLine, ncolors] = [field(0), field(7), field(11), field(12), field(19)];
+  assert.equal(bitsPerPixel, 32, "a 24-bit screen comes as 32 bits a pixel");
+  const at = headerSize + ncolors * 12 + y * bytesPerLine + x * 4;
+  const px = byteOrder === 0 ? [xwd[at + 2], xwd[at + 1], xwd[at]] : [xwd[at + 1], xwd[at + 2], xwd[at + 3]];
+  return px;
+}
+
+test("the desktop viewer and the page show the same colour at the same yaw, pitch and fov", async () => {
+  const png = path.join(dir, "compass-both.png");
+  await compassPng(png);
+  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "640x320"]);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const display = await xvfb();
+  for (const [yaw, pitch, fov, colour] of [[90, 0, 60, "green"], [180, 10, 50, "blue"], [-60, 80, 40, "white"]]) {
+    const home = mkdtempSync(path.join(dir, "home-"));
+    mkdirSync(path.join(home, "xdg"));
+    const viewer = runProgram(omnicastBinary, [
+      "view", "--server", url, "--media-bind", "127.0.0.1",
+      "--yaw", String(yaw), "--pitch", String(pitch), "--fov", String(fov),
+    ], cleanups, { DISPLAY: display, HOME: home, XDG_RUNTIME_DIR: path.join(home, "xdg"), RUST_LOG: "warn" });
+    // The middle of the window's video area (below the controls).
+    const desktop = await waitFor(`the desktop view at ${yaw}/${pitch}`, async () => {
+      const px = await screenPixel(display, 640, 430);
+      return near(px, COLOURS[colour]) && px;
+    }, 60_000, 250);
+    const page = await browser.context.newPage();
+    await page.setViewportSize({ width: 800, height: 600 });
+    await page.goto(`${url}/?view=360&yaw=${yaw}&pitch=${pitch}&fov=${fov}`);
+    await waitFor("the page drawing", () => page.evaluate(() => (window.omnicast.viewStats?.frames ?? 0) > 3), 30_000);
+    const web = await waitFor(`the page at ${yaw}/${pitch}`, async () => {
+      const px = await middle(page);
+      return near(px, COLOURS[colour]) && px;
+    }, 10_000);
+    assert.ok(near(desktop, web), `desktop ${desktop} and page ${web} agree`);
+    await page.close();
+    await viewer.stop();
+  }
 });
