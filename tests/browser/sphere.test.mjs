@@ -209,8 +209,10 @@ test("on a phone-sized page, touch drags the view and, switched on, the phone's 
 
   // The phone takes over where the view is; turning it 90° to the right looks right (green).
   await page.click("#resetView");
+  await waitFor("the view reset", () => page.evaluate(() => window.omnicast.view.yaw === 0), 5_000);
   await page.click("#phone");
-  assert.equal(await page.evaluate(() => window.omnicast.phone), true);
+  // Under touch emulation the click comes as a tap, a moment later.
+  await waitFor("the phone steering", () => page.evaluate(() => window.omnicast.phone), 5_000);
   const orient = (alpha, beta, gamma) =>
     page.evaluate(([a, b, g]) => window.dispatchEvent(new DeviceOrientationEvent("deviceorientation", { alpha: a, beta: b, gamma: g })), [alpha, beta, gamma]);
   await orient(10, 90, 0); // upright, facing wherever: that is straight ahead now
@@ -227,7 +229,7 @@ test("on a phone-sized page, touch drags the view and, switched on, the phone's 
 
   // Switched off, dragging works again and the phone no longer steers.
   await page.click("#phone");
-  assert.equal(await page.evaluate(() => window.omnicast.phone), false);
+  await waitFor("the phone no longer steering", () => page.evaluate(() => !window.omnicast.phone), 5_000);
   await orient(100, 90, 0);
   v = await page.evaluate(() => ({ ...window.omnicast.view }));
   assert.ok(Math.abs(v.yaw - 90) < 0.5, `the phone no longer steers: ${JSON.stringify(v)}`);
