@@ -149,23 +149,30 @@
     if (mode === "360") sphere.redraw();
   }
 
+  /** Runs `opened` when `dc` is open: a channel the other side made may arrive open already,
+   * and then fires no open event. */
+  function whenOpen(dc, opened) {
+    if (dc.readyState === "open") opened();
+    else dc.onopen = opened;
+  }
+
   /** The channels the broadcaster opens (classic broadcasters open none). */
   function takeChannel(dc) {
     if (dc.label === omnicastChannels.VIEWPORT) {
-      dc.onopen = () => {
+      whenOpen(dc, () => {
         viewportChannel = dc;
         if (lastView) sendView();
-      };
+      });
       dc.onclose = () => {
         if (viewportChannel === dc) viewportChannel = null;
       };
       return;
     }
     if (dc.label !== omnicastChannels.CONTROL) return;
-    dc.onopen = () => {
+    whenOpen(dc, () => {
       control = dc;
       dc.send(JSON.stringify({ type: "hello", control: controlKey || null }));
-    };
+    });
     dc.onclose = () => {
       if (control === dc) control = null;
     };

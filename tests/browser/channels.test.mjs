@@ -69,15 +69,17 @@ async function thirdPartyClient(browser, url, controlKey) {
       };
       pc.onicecandidate = (e) => e.candidate && tp.socket.emit("candidate", id, e.candidate);
       pc.ondatachannel = ({ channel }) => {
+        // A channel the other side made may arrive open already (no open event then).
+        const whenOpen = (opened) => (channel.readyState === "open" ? opened() : (channel.onopen = opened));
         if (channel.label === "omnicast-viewport") {
-          channel.onopen = () => (tp.viewport = channel);
+          whenOpen(() => (tp.viewport = channel));
           return;
         }
         if (channel.label !== "omnicast") return;
-        channel.onopen = () => {
+        whenOpen(() => {
           tp.control = channel;
           channel.send(JSON.stringify({ type: "hello", control: key }));
-        };
+        });
         channel.onmessage = (e) => {
           const m = JSON.parse(e.data);
           if (m.type === "welcome") got.welcome.push(m.control);

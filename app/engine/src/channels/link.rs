@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 
 use super::protocol::{
     BroadcasterMessage, CONTROL_LABEL, MAX_MESSAGE_BYTES, VIEWPORT_LABEL, ViewerMessage,
@@ -130,27 +130,17 @@ impl Link {
             return;
         }
         let mut malformed = 0u64;
+        // A channel the broadcaster made may arrive open already, with no open event to come.
+        let mut opened = false;
+        if dc.ready_state().await.ok() == Some(RTCDataChannelState::Open) {
+            self.opened(conn, &dc, is_control).await;
+            opened = true;
+        }
         while let Some(event) = dc.poll().await {
             match event {
-                DataChannelEvent::OnOpen => {
-                    {
-                        let mut open = self.open.lock();
-                        let slot = if is_control {
-                            &mut open.control
-                        } else {
-                            &mut open.viewport
-                        };
-                        *slot = Some((conn, dc.clone()));
-                        self.update_ready(&open);
-                    }
-                    if is_control {
-                        let hello = ViewerMessage::Hello {
-                            control: self.control_key.as_ref().map(|k| k.as_str().to_owned()),
-                        };
-                        if let Err(e) = dc.send_text(&hello.to_json()).await {
-                            tracing::debug!(%conn, "hello not sent: {e}");
-                        }
-                    }
+                DataChannelEvent::OnOpen if !opened => {
+                    opened = true;
+                    self.opened(conn, &dc, is_control).await;
                 }
                 DataChannelEvent::OnMessage(m) => match parse_broadcaster(&m.data, m.is_string) {
                     Ok(BroadcasterMessage::Welcome { control }) => {
@@ -178,6 +168,28 @@ impl Link {
             }
         }
         self.forget_channel(conn, is_control);
+    }
+
+    /// `dc` is open: it is the one to send on, and the control channel says hello.
+    async fn opened(&self, conn: ConnId, dc: &Arc<dyn DataChannel>, is_control: bool) {
+        {
+            let mut open = self.open.lock();
+            let slot = if is_control {
+                &mut open.control
+            } else {
+                &mut open.viewport
+            };
+            *slot = Some((conn, dc.clone()));
+            self.update_ready(&open);
+        }
+        if is_control {
+            let hello = ViewerMessage::Hello {
+                control: self.control_key.as_ref().map(|k| k.as_str().to_owned()),
+            };
+            if let Err(e) = dc.send_text(&hello.to_json()).await {
+                tracing::debug!(%conn, "hello not sent: {e}");
+            }
+        }
     }
 
     fn forget_channel(&self, conn: ConnId, is_control: bool) {
