@@ -14,8 +14,9 @@
   let socket = null;
   // ?control=KEY: said in hello; with the broadcast's key, messages typed here reach the robot.
   const controlKey = new URLSearchParams(window.location.search).get("control") || "";
-  /** The broadcaster's `omnicast` channel, once open. */
+  /** The broadcaster's `omnicast` channel, once open, and whether it has welcomed us. */
   let control = null;
+  let welcomed = false;
   /** Its `omnicast-viewport` channel, once open. */
   let viewportChannel = null;
   const params = new URLSearchParams(window.location.search);
@@ -171,7 +172,16 @@
     if (dc.label !== omnicastChannels.CONTROL) return;
     whenOpen(dc, () => {
       control = dc;
-      dc.send(JSON.stringify({ type: "hello", control: controlKey || null }));
+      // Said again each second until the broadcaster answers (a first message can go missing
+      // while a new channel settles): at most five times.
+      let tries = 0;
+      const hello = () => {
+        if (control !== dc || dc.readyState !== "open" || welcomed || tries++ >= 5) return;
+        dc.send(JSON.stringify({ type: "hello", control: controlKey || null }));
+        setTimeout(hello, 1000);
+      };
+      welcomed = false;
+      hello();
     });
     dc.onclose = () => {
       if (control === dc) control = null;
@@ -185,6 +195,7 @@
         return;
       }
       if (m.type === "welcome") {
+        welcomed = true;
         state.control = m.control;
         $("control").textContent = m.control ? "yes" : controlKey ? "refused (wrong key?)" : "no";
       } else if (m.type === "projection") {

@@ -78,7 +78,13 @@ async function thirdPartyClient(browser, url, controlKey) {
         if (channel.label !== "omnicast") return;
         whenOpen(() => {
           tp.control = channel;
-          channel.send(JSON.stringify({ type: "hello", control: key }));
+          // As the README advises: hello again each second until welcomed.
+          const hello = (tries) => {
+            if (got.welcome.length || tries >= 5) return;
+            channel.send(JSON.stringify({ type: "hello", control: key }));
+            setTimeout(() => hello(tries + 1), 1000);
+          };
+          hello(0);
         });
         channel.onmessage = (e) => {
           const m = JSON.parse(e.data);

@@ -17,6 +17,11 @@ use super::room::unix_ms;
 use crate::peer::ConnId;
 use crate::values::{ControlKey, Projection};
 
+/// How long a viewer waits for `welcome` before saying `hello` again.
+const HELLO_AGAIN: Duration = Duration::from_secs(1);
+/// Hellos said at most on one channel.
+const MAX_HELLOS: u32 = 5;
+
 /// What the broadcaster said, as the viewer reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
@@ -136,15 +141,31 @@ impl Link {
             self.opened(conn, &dc, is_control).await;
             opened = true;
         }
-        while let Some(event) = dc.poll().await {
+        // Hello again each second until welcomed (a first message can go missing while a new
+        // channel settles), at most five times.
+        let (mut welcomed, mut hellos) = (false, u32::from(opened && is_control));
+        let mut again = tokio::time::interval(HELLO_AGAIN);
+        again.tick().await;
+        loop {
+            let event = tokio::select! {
+                event = dc.poll() => event,
+                _ = again.tick(), if is_control && opened && !welcomed && hellos < MAX_HELLOS => {
+                    hellos += 1;
+                    self.say_hello(conn, &dc).await;
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             match event {
                 DataChannelEvent::OnOpen if !opened => {
                     opened = true;
+                    hellos = u32::from(is_control);
                     self.opened(conn, &dc, is_control).await;
                 }
                 DataChannelEvent::OnMessage(m) => match parse_broadcaster(&m.data, m.is_string) {
                     Ok(BroadcasterMessage::Welcome { control }) => {
-                        on_event(LinkEvent::Welcome { control })
+                        welcomed = true;
+                        on_event(LinkEvent::Welcome { control });
                     }
                     Ok(BroadcasterMessage::Projection(p)) => on_event(LinkEvent::Projection(p)),
                     Ok(BroadcasterMessage::Telemetry { t_ms, data }) => {
@@ -183,12 +204,16 @@ impl Link {
             self.update_ready(&open);
         }
         if is_control {
-            let hello = ViewerMessage::Hello {
-                control: self.control_key.as_ref().map(|k| k.as_str().to_owned()),
-            };
-            if let Err(e) = dc.send_text(&hello.to_json()).await {
-                tracing::debug!(%conn, "hello not sent: {e}");
-            }
+            self.say_hello(conn, dc).await;
+        }
+    }
+
+    async fn say_hello(&self, conn: ConnId, dc: &Arc<dyn DataChannel>) {
+        let hello = ViewerMessage::Hello {
+            control: self.control_key.as_ref().map(|k| k.as_str().to_owned()),
+        };
+        if let Err(e) = dc.send_text(&hello.to_json()).await {
+            tracing::debug!(%conn, "hello not sent: {e}");
         }
     }
 

@@ -17,7 +17,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::data_channel::{
+    DataChannel, DataChannelEvent, RTCDataChannelInit, RTCDataChannelState,
+};
 use webrtc::peer_connection::PeerConnection;
 
 use super::bridge::{Bridge, BridgeStatus};
@@ -440,12 +442,20 @@ struct Reader {
 
 impl Reader {
     async fn run(self) {
+        // The control channel is open when it says so, when it already was, or as soon as a
+        // message comes on it, whichever is first: replies and telemetry wait for it.
+        if self.is_control && self.dc.ready_state().await.ok() == Some(RTCDataChannelState::Open) {
+            self.open.send_replace(true);
+        }
         while let Some(event) = self.dc.poll().await {
             match event {
                 DataChannelEvent::OnOpen if self.is_control => {
                     self.open.send_replace(true);
                 }
                 DataChannelEvent::OnMessage(m) => {
+                    if self.is_control && !*self.open.borrow() {
+                        self.open.send_replace(true);
+                    }
                     let replies = self.room.handle(
                         &self.viewer,
                         &mut self.state.lock(),
