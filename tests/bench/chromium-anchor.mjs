@@ -6,8 +6,8 @@
 //
 //   node tests/bench/chromium-anchor.mjs [N,N,...] [seconds]
 import { chromium } from "playwright-core";
-import { readdirSync, readFileSync } from "node:fs";
 import { startServer, waitFor } from "../support/server.mjs";
+import { treeCpuSeconds } from "../support/proc.mjs";
 
 const counts = (process.argv[2] || "1,5,20").split(",").map(Number);
 const seconds = Number(process.argv[3] || 10);
@@ -19,34 +19,6 @@ const args = [
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ];
 
-/** CPU seconds (user + system) of `root` and all its descendants. */
-function treeCpuSeconds(root) {
-  const procs = new Map();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // gone
-    }
-  }
-  let total = 0;
-  const want = new Set([root]);
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const [pid, p] of procs) {
-      if (!want.has(pid) && want.has(p.ppid)) {
-        want.add(pid);
-        grew = true;
-      }
-    }
-  }
-  for (const pid of want) total += procs.get(pid)?.ticks ?? 0;
-  return total / 100;
-}
 
 // A receiver that answers and never attaches the track (so it does not decode).
 async function receiver(page, url) {

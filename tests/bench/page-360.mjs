@@ -8,48 +8,17 @@
 //   node tests/bench/page-360.mjs [seconds]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { repoRoot, waitFor } from "../support/server.mjs";
+import { treeCpuByType } from "../support/proc.mjs";
 
 const seconds = Number(process.argv[2] || 15);
 // The debug build: it is what `cargo build` (scripts/bench-media.sh) has just made, so its
 // embedded pages are current; the broadcaster's own speed does not matter here.
 const binary = process.env.OMNICAST_BIN || path.join(repoRoot, "target/debug/omnicast");
 
-/** CPU seconds of Chromium's processes by type (renderer, gpu-process, browser…). */
-function cpuByType(root) {
-  const procs = new Map();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
-      const type = cmd.match(/--type=([a-z-]+)/)?.[1] ?? "browser";
-      procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), type });
-    } catch {
-      // gone
-    }
-  }
-  const tree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, p] of procs) {
-      if (!tree.has(pid) && tree.has(p.ppid)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  const byType = {};
-  for (const pid of tree) {
-    const p = procs.get(pid);
-    if (p) byType[p.type] = (byType[p.type] ?? 0) + p.ticks / 100;
-  }
-  return byType;
-}
 
 const caster = spawn(binary, [
   "broadcast", "--headless", "--bind", "127.0.0.1:0", "--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1",
@@ -85,9 +54,9 @@ for (const view of ["flat", "360", "flat", "360"]) {
   await page.goto(`${url}/?view=${view}`);
   await waitFor("frames", async () => (await framesReceived()) > 60, 60_000);
   await new Promise((r) => setTimeout(r, 2000));
-  const [cpu0, f0, d0, t0] = [cpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
+  const [cpu0, f0, d0, t0] = [treeCpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const [cpu1, f1, d1, t1] = [cpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
+  const [cpu1, f1, d1, t1] = [treeCpuByType(browserPid), await framesReceived(), await page.evaluate(() => window.omnicast.viewStats?.draws ?? 0), Date.now()];
   const secs = (t1 - t0) / 1000;
   const pct = (type) => (((cpu1[type] ?? 0) - (cpu0[type] ?? 0)) / secs) * 100;
   const all = Object.keys(cpu1).reduce((sum, t) => sum + pct(t), 0);

@@ -231,7 +231,8 @@ fn media_loop(
         let state = camera
             .as_ref()
             .map_or(FeedState::NoCamera, CameraFeed::state);
-        if last_state != Some(state) {
+        let state_changed = last_state != Some(state);
+        if state_changed {
             match state {
                 FeedState::Stalled => tracing::warn!(
                     "the camera has sent nothing for {CAMERA_STALL:?}: sending the test pattern until it does"
@@ -244,18 +245,26 @@ fn media_loop(
             // The pattern's clock starts afresh; missed ticks were not its fault.
             (last_state, next) = (Some(state), Instant::now());
         }
-        // Why there is no picture can change without the state changing (the first failure).
+        // Said again when the state changes, and while nothing is open (why can change without
+        // the state changing: the first failure); not on every frame of a live input.
+        let recheck = state_changed || state == FeedState::NoCamera;
         let source = match (&camera, state) {
-            (None, _) => "test pattern".to_owned(),
-            (Some(feed), FeedState::Live) => feed.input_label().unwrap_or_default(),
-            (Some(feed), FeedState::NoCamera) => match feed.last_error() {
+            _ if !recheck => None,
+            (None, _) => Some("test pattern".to_owned()),
+            (Some(feed), FeedState::Live) => Some(feed.input_label().unwrap_or_default()),
+            (Some(feed), FeedState::NoCamera) => Some(match feed.last_error() {
                 Some(e) => format!("test pattern: {e} (retrying every 5 s)"),
                 None => "test pattern: no camera works (retrying every 5 s)".to_owned(),
-            },
-            (Some(_), FeedState::Stalled) => "test pattern: the camera sends nothing".to_owned(),
+            }),
+            (Some(_), FeedState::Stalled) => {
+                Some("test pattern: the camera sends nothing".to_owned())
+            }
         };
-        if *figures.source.lock() != source {
-            *figures.source.lock() = source;
+        if let Some(source) = source {
+            let mut said = figures.source.lock();
+            if *said != source {
+                *said = source;
+            }
         }
         let live = state == FeedState::Live;
         let from_camera = match &camera {

@@ -15,29 +15,12 @@ use super::protocol::{
 };
 use super::room::unix_ms;
 use crate::peer::ConnId;
-use crate::values::{ControlKey, Projection};
+use crate::values::ControlKey;
 
 /// How long a viewer waits for `welcome` before saying `hello` again.
 const HELLO_AGAIN: Duration = Duration::from_secs(1);
 /// Hellos said at most on one channel.
 const MAX_HELLOS: u32 = 5;
-
-/// What the broadcaster said, as the viewer reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LinkEvent {
-    /// The broadcaster welcomed us: `control` says whether our messages reach the robot.
-    Welcome {
-        control: bool,
-    },
-    /// What the broadcaster's picture is (when we join and when it changes).
-    Projection(Projection),
-    Telemetry {
-        t_ms: f64,
-        data: Value,
-    },
-    /// The broadcaster refused something we sent.
-    Error(String),
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
@@ -126,7 +109,7 @@ impl Link {
         self: Arc<Self>,
         conn: ConnId,
         dc: Arc<dyn DataChannel>,
-        on_event: impl Fn(LinkEvent) + Send + Sync,
+        on_event: impl Fn(BroadcasterMessage) + Send + Sync,
     ) {
         let label = dc.label().await.unwrap_or_default();
         let is_control = label == CONTROL_LABEL;
@@ -163,17 +146,15 @@ impl Link {
                     self.opened(conn, &dc, is_control).await;
                 }
                 DataChannelEvent::OnMessage(m) => match parse_broadcaster(&m.data, m.is_string) {
-                    Ok(BroadcasterMessage::Welcome { control }) => {
-                        welcomed = true;
-                        on_event(LinkEvent::Welcome { control });
-                    }
-                    Ok(BroadcasterMessage::Projection(p)) => on_event(LinkEvent::Projection(p)),
-                    Ok(BroadcasterMessage::Telemetry { t_ms, data }) => {
-                        on_event(LinkEvent::Telemetry { t_ms, data });
-                    }
-                    Ok(BroadcasterMessage::Error { message }) => {
-                        tracing::warn!("the broadcaster says: {message}");
-                        on_event(LinkEvent::Error(message));
+                    Ok(message) => {
+                        match &message {
+                            BroadcasterMessage::Welcome { .. } => welcomed = true,
+                            BroadcasterMessage::Error { message } => {
+                                tracing::warn!("the broadcaster says: {message}");
+                            }
+                            _ => {}
+                        }
+                        on_event(message);
                     }
                     Err(e) => {
                         malformed += 1;

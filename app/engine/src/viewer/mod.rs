@@ -19,8 +19,8 @@ use webrtc::peer_connection::{
     PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
 };
 
-use crate::channels::link::{Link, LinkEvent, ViewportPacer};
-use crate::channels::protocol::{Viewport, ViewportSample};
+use crate::channels::link::{Link, ViewportPacer};
+use crate::channels::protocol::{BroadcasterMessage, Viewport, ViewportSample};
 use crate::channels::room::unix_ms;
 use crate::channels::trace::Trace;
 use crate::media::{KeyframeRequest, TrackId, TrackSink, TrackSpec};
@@ -413,24 +413,24 @@ pub async fn run(
                         let (events, figures) = (events.clone(), figures.clone());
                         tokio::spawn(link.clone().serve(conn, dc, move |e| match e {
                             // A change of state: never dropped.
-                            LinkEvent::Welcome { control } => {
+                            BroadcasterMessage::Welcome { control } => {
                                 let events = events.clone();
                                 tokio::spawn(async move {
                                     events.send(SessionEvent::View(ViewEvent::Control(control))).await;
                                 });
                             }
-                            LinkEvent::Projection(p) => {
+                            BroadcasterMessage::Projection(p) => {
                                 figures.update(|s| s.projection = Some(p));
                                 let events = events.clone();
                                 tokio::spawn(async move {
                                     events.send(SessionEvent::View(ViewEvent::Projection(p))).await;
                                 });
                             }
-                            LinkEvent::Telemetry { t_ms, data } => {
+                            BroadcasterMessage::Telemetry { t_ms, data } => {
                                 figures.update(|s| s.telemetry_received += 1);
                                 events.offer(SessionEvent::View(ViewEvent::Telemetry { t_ms, data }));
                             }
-                            LinkEvent::Error(message) => {
+                            BroadcasterMessage::Error { message } => {
                                 events.offer(SessionEvent::View(ViewEvent::Refused(message)));
                             }
                         }));
