@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use omnicast_engine::audio::AudioSource;
 use serde::Deserialize;
 
 use omnicast_engine::capture::{CameraSelector, SourceSpec};
@@ -46,6 +47,8 @@ pub struct BroadcastSection {
     /// What viewers are told the picture is: `auto` (360° for 2:1 sizes), `flat` or
     /// `equirect`.
     pub projection: ProjectionSetting,
+    /// What is heard: `none`, `default` (microphone), a microphone's name, or `test-tone`.
+    pub audio: Checked<AudioSource>,
     /// Host the signal server here (else use `server.url`).
     pub host_server: bool,
     pub bind: SocketAddr,
@@ -109,6 +112,7 @@ impl Default for BroadcastSection {
             fps: Checked(Fps::new(30.0).expect("in range")),
             bitrate_kbps: Checked(BitrateKbps::new(2_000).expect("in range")),
             projection: ProjectionSetting::Auto,
+            audio: Checked(AudioSource::None),
             host_server: true,
             bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)),
             stun_bind: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STUN_PORT)),
@@ -231,6 +235,7 @@ impl KioskConfig {
             fps: b.fps.0.get(),
             bitrate_kbps: b.bitrate_kbps.0.get(),
             projection: b.projection,
+            audio: b.audio.0.to_string(),
             host_server: b.host_server,
             server_url: self.server.url.0.to_string(),
             room: self.server.room.clone(),

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use omnicast_engine::audio::AudioSource;
+use omnicast_engine::audio::playout::AudioOut;
 use omnicast_engine::capture::SourceSpec;
 use omnicast_engine::channels::trace::Trace;
 use omnicast_engine::file_source;
@@ -145,6 +147,12 @@ struct BroadcastArgs {
     /// sizes, else flat].
     #[arg(long, value_name = "flat|equirect")]
     projection: Option<Projection>,
+    /// What is heard, Opus on its own track: none, default (the default microphone), a
+    /// microphone's name (or part of it), or test-tone (a quiet tone with a beep at each whole
+    /// second, for measuring A/V sync). A missing microphone is said and retried every 5 s;
+    /// the picture goes on [default: none with --headless, else as last used].
+    #[arg(long, value_name = "none|default|NAME|test-tone")]
+    audio: Option<AudioSource>,
     /// Append every viewer's viewport samples to FILE, one JSON object a line (flushed every
     /// second).
     #[arg(long, value_name = "FILE")]
@@ -205,6 +213,10 @@ struct ViewArgs {
     /// On exit, save the last frame here (PNG).
     #[arg(long)]
     snapshot: Option<PathBuf>,
+    /// Write the sound as it would be played (jitter buffer, concealment and lip sync
+    /// included) to FILE: 16-bit PCM WAV, 48 kHz stereo, its header updated every second.
+    #[arg(long, value_name = "FILE", requires = "headless")]
+    audio_wav: Option<PathBuf>,
     /// The broadcast's control key: lets this viewer send messages to the robot.
     #[arg(
         long,
@@ -250,6 +262,7 @@ impl BroadcastArgs {
             bridge: self.bridge.clone(),
             bridge_viewport: self.bridge_viewport.then_some(true),
             projection: self.projection,
+            audio: self.audio.clone(),
         }
     }
 }
@@ -369,7 +382,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Broadcast(args)) => {
             let (host, peer) = ((args.host.bind, args.host.stun_bind), args.media.peer());
             if args.headless {
-                let mut settings = Settings::default();
+                // A robot sends sound only when told to.
+                let mut settings = Settings {
+                    audio: AudioSource::None.to_string(),
+                    ..Settings::default()
+                };
                 args.patch().apply(&mut settings);
                 let plan = plan(&settings, &peer, host, Retry::UnlessFirstUnreachable)?;
                 return runtime
@@ -459,7 +476,13 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
     let mut settings = Settings::default();
     args.patch().apply(&mut settings);
     let slot = Arc::new(FrameSlot::default());
-    let sinks: Vec<Arc<dyn ViewSink>> = vec![Arc::new(Display::new(slot.clone()))];
+    // No sound device: the sound is decoded and timed as if played (and written, if asked).
+    let audio = Arc::new(AudioOut::new(
+        false,
+        Arc::default(),
+        args.audio_wav.as_deref(),
+    )?);
+    let sinks: Vec<Arc<dyn ViewSink>> = vec![Arc::new(Display::new(slot.clone())), audio.clone()];
     let mut view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
     if let Some(path) = &args.viewport_trace {
         let trace = Trace::load(path)?;
@@ -489,6 +512,7 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
         }
     };
     let outcome = headless::run(Plan::View(Box::new(view)), until).await?;
+    audio.finish();
     let stats = outcome.stats.unwrap_or_default();
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_string_pretty(&stats)?;
@@ -504,6 +528,13 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
         "decoded {} frames ({}x{}), {} lost",
         stats.frames_decoded, stats.width, stats.height, stats.frames_lost
     );
+    let a = &stats.audio;
+    if a.packets_received > 0 {
+        println!(
+            "sound: {} frames played, {} concealed, {} packets lost, {} beeps",
+            a.frames_played, a.frames_concealed, a.packets_lost, a.beeps
+        );
+    }
     Ok(())
 }
 

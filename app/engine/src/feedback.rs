@@ -1,7 +1,8 @@
-//! Lets keyframe requests (PLI, FIR) from viewers reach the broadcaster's code.
+//! Lets keyframe requests (PLI, FIR) from viewers reach the broadcaster's code, and sender
+//! reports (SR, for lip sync) reach the viewer's.
 //!
 //! In webrtc 0.21 inbound RTCP ends at the interceptor chain unless an interceptor marks it for
-//! the application. This one, placed last, marks packets that carry a keyframe request and leaves
+//! the application. This one, placed last, marks packets that carry either and leaves
 //! everything else to stop there as usual.
 
 use std::collections::VecDeque;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
@@ -34,7 +36,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+            && packets
+                .iter()
+                .any(|p| is_keyframe_request(p.as_ref()) || p.as_any().is::<SenderReport>())
         {
             msg.message.add(Attribute::DeliverToApplication);
         }

@@ -7,6 +7,7 @@
 //! [`service::Service`] runs either under supervision, with typed commands in and typed events
 //! out; the window, kiosk mode and the headless command line all use it.
 
+pub mod audio;
 pub mod broadcaster;
 pub mod capture;
 pub mod channels;

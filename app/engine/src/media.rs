@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtc::rtp::codec::h264::{H264Packet, H264Payloader};
+use rtc::rtp::codec::opus::{OpusPacket, OpusPayloader};
 use rtc::rtp::packetizer::{Depacketizer, Payloader};
 
 /// Audio or video.
@@ -80,8 +81,25 @@ pub static H264_BASELINE: Codec = Codec {
     ..H264_CONSTRAINED_BASELINE
 };
 
-/// Every codec a peer connection negotiates, in order of preference.
-pub static CODECS: [&Codec; 2] = [&H264, &H264_BASELINE];
+/// Opus, 48 kHz, as every browser sends and plays it: SDP always says two channels; mono or
+/// stereo is the encoder's choice per packet. In-band FEC on, 20 ms frames.
+pub static OPUS: Codec = Codec {
+    name: "Opus",
+    kind: MediaKind::Audio,
+    mime_type: "audio/opus",
+    clock_rate: 48_000,
+    channels: 2,
+    fmtp: "minptime=10;useinbandfec=1",
+    payload_type: 111,
+    send: true,
+    rtcp_feedback: &[],
+    payloader: || Box::new(OpusPayloader),
+    depacketizer: || Box::new(OpusPacket),
+    is_keyframe: |_| true,
+};
+
+/// Every codec a peer connection negotiates, in order of preference within its kind.
+pub static CODECS: [&Codec; 3] = [&H264, &H264_BASELINE, &OPUS];
 
 /// The codec negotiated under `mime_type` (case-insensitive), if this engine carries it.
 pub fn codec_for_mime(mime_type: &str) -> Option<&'static Codec> {
@@ -120,7 +138,7 @@ impl TrackSpec {
     }
 }
 
-/// One encoded frame of one track: an H.264 access unit (Annex B), later an Opus packet.
+/// One encoded frame of one track: an H.264 access unit (Annex B) or an Opus packet.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
     pub track: TrackId,
@@ -171,8 +189,12 @@ mod tests {
     #[test]
     fn codecs_are_found_by_mime_type_and_h264_sends_constrained_baseline() {
         assert!(std::ptr::eq(codec_for_mime("video/h264").unwrap(), &H264));
-        assert!(codec_for_mime("audio/opus").is_none());
-        let sending: Vec<_> = CODECS.iter().filter(|c| c.send).collect();
+        assert!(std::ptr::eq(codec_for_mime("audio/OPUS").unwrap(), &OPUS));
+        assert!(codec_for_mime("video/VP8").is_none());
+        let sending: Vec<_> = CODECS
+            .iter()
+            .filter(|c| c.send && c.kind == MediaKind::Video)
+            .collect();
         assert_eq!(sending.len(), 1);
         assert!(sending[0].fmtp.contains("42e01f"));
         // Payload types are distinct: each is one m-line entry.

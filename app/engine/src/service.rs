@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
+use crate::audio::send::AudioFigures;
 use crate::broadcaster::video::PreviewTap;
 use crate::broadcaster::{self, BroadcastCommand, BroadcastEvent, BroadcastSettings};
 use crate::capture::{CameraInfo, list_cameras};
@@ -360,21 +361,27 @@ async fn run_broadcast(
         }
     };
     let preview = preview.map(PreviewTap::new);
+    // Outlasts each attempt, so mute holds across reconnections.
+    let audio = Arc::new(AudioFigures::default());
+    audio
+        .muted
+        .store(settings.audio_muted, std::sync::atomic::Ordering::Relaxed);
     let commands = attempt_commands(commands, |c| match c {
         SessionCommand::Broadcast(c) => Ok(c),
         other => Err(other),
     });
     supervise("broadcast", &events, stop, retry, |stop| {
-        let (settings, room, preview, events, commands) = (
+        let (settings, room, preview, audio, events, commands) = (
             settings.clone(),
             room.clone(),
             preview.clone(),
+            audio.clone(),
             events.clone(),
             commands.clone(),
         );
         async move {
             let mut commands = commands.lock().await;
-            broadcaster::run(settings, room, preview, &mut commands, &events, stop).await
+            broadcaster::run(settings, room, preview, audio, &mut commands, &events, stop).await
         }
     })
     .await;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audio::AudioSource;
 use crate::broadcaster::BroadcastSettings;
 use crate::broadcaster::video::VideoSettings;
 use crate::capture::SourceSpec;
@@ -95,6 +96,14 @@ pub struct Settings {
     pub show_heatmap: bool,
     /// Broadcaster: what the picture is, as announced to viewers.
     pub projection: ProjectionSetting,
+    /// Broadcaster: what is heard: `none`, `default` (microphone), a microphone's name, or
+    /// `test-tone`.
+    pub audio: String,
+    /// Broadcaster: silence goes out instead of the microphone.
+    pub audio_muted: bool,
+    /// Viewer: how loud the broadcast plays (0–2), and whether it is muted.
+    pub volume: f32,
+    pub playback_muted: bool,
 }
 
 impl Default for Settings {
@@ -122,6 +131,10 @@ impl Default for Settings {
             show_views: true,
             show_heatmap: false,
             projection: ProjectionSetting::Auto,
+            audio: "default".to_owned(),
+            audio_muted: false,
+            volume: 1.0,
+            playback_muted: false,
         }
     }
 }
@@ -170,6 +183,8 @@ impl Settings {
                 bridge_viewport: self.bridge_viewport,
                 projection: self.projection.resolve(size.width, size.height),
             },
+            audio: self.audio.parse::<AudioSource>()?,
+            audio_muted: self.audio_muted,
         })
     }
 
@@ -215,6 +230,7 @@ pub struct SettingsPatch {
     pub bridge: Option<BridgeAddr>,
     pub bridge_viewport: Option<bool>,
     pub projection: Option<Projection>,
+    pub audio: Option<AudioSource>,
 }
 
 impl SettingsPatch {
@@ -270,6 +286,9 @@ impl SettingsPatch {
         }
         if let Some(p) = self.projection {
             s.projection = p.into();
+        }
+        if let Some(a) = &self.audio {
+            s.audio = a.to_string();
         }
     }
 }

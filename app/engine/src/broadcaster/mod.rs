@@ -17,10 +17,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::audio::AudioSource;
+use crate::audio::send::{AudioFigures, AudioTrack};
 use crate::channels::protocol::Viewport;
 use crate::channels::room::{DataRoom, DataSettings, DataStatus};
 use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
-use crate::media::{H264, KeyframeRequest, TrackId, TrackSink, TrackSpec};
+use crate::media::{H264, KeyframeRequest, OPUS, TrackId, TrackSink, TrackSpec};
 use crate::peer::PeerSettings;
 use crate::service::SessionEvents;
 use crate::session::{SessionError, StopSignal};
@@ -36,6 +38,10 @@ pub struct BroadcastSettings {
     pub room: String,
     pub key: Option<String>,
     pub video: VideoSettings,
+    /// What is heard: nothing, a microphone or the test tone (its own track, Opus).
+    pub audio: AudioSource,
+    /// Start with the sound muted (silence goes out).
+    pub audio_muted: bool,
     pub peer: PeerSettings,
     /// What happens to what viewers send on the data channels.
     pub data: DataSettings,
@@ -50,6 +56,8 @@ pub enum BroadcastCommand {
     Telemetry(Value),
     /// The picture is now this (viewers are told).
     Projection(Projection),
+    /// Send silence instead of the microphone, or stop doing so.
+    MuteAudio(bool),
 }
 
 /// What a broadcast reports.
@@ -90,6 +98,22 @@ pub struct BroadcastStatus {
     pub data: DataStatus,
     /// What viewers are told the picture is.
     pub projection: Projection,
+    /// The sound: its source and figures; `None` when the broadcast sends none.
+    pub audio: Option<AudioStatus>,
+}
+
+/// What the broadcaster's sound is doing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AudioStatus {
+    /// The microphone's name, the test tone, or why nothing is heard.
+    pub source: String,
+    pub muted: bool,
+    /// Peak level of the source (0–1), shown even while muted.
+    pub level: f32,
+    pub frames_encoded: u64,
+    /// Encoded once for every viewer: the Opus bitrate over the last half second.
+    pub bitrate_kbps: f64,
+    pub frames_skipped: u64,
 }
 
 impl BroadcastStatus {
@@ -110,18 +134,42 @@ pub async fn run(
     settings: BroadcastSettings,
     room: Arc<DataRoom>,
     preview: Option<PreviewTap>,
+    audio: Arc<AudioFigures>,
     commands: &mut mpsc::Receiver<BroadcastCommand>,
     events: &SessionEvents,
     stop: StopSignal,
 ) -> Result<(), SessionError> {
-    // The tracks: video (audio joins here as a second track and source).
+    // The tracks: video, and sound when there is a source for it. Each is encoded once.
     let keyframe = KeyframeRequest::default();
     let video_spec = TrackSpec {
         id: TrackId(0),
         codec: &H264,
     };
-    let tracks: Arc<[OutTrack]> = Arc::new([OutTrack::new(video_spec)]);
+    let audio_spec = TrackSpec {
+        id: TrackId(1),
+        codec: &OPUS,
+    };
+    let mut out = vec![OutTrack::new(video_spec)];
+    if !settings.audio.is_none() {
+        out.push(OutTrack::new(audio_spec));
+    }
+    let tracks: Arc<[OutTrack]> = out.into();
     let sinks: Vec<Box<dyn TrackSink>> = vec![Box::new(tracks[0].sink())];
+    let audio_track = match tracks.get(1) {
+        Some(track) => Some(
+            AudioTrack::start(
+                audio_spec,
+                settings.audio.clone(),
+                vec![Box::new(track.sink())],
+                audio.clone(),
+            )
+            .map_err(|source| SessionError::Thread {
+                what: "audio",
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let video = VideoTrack::start(
         video_spec,
         &settings.video,
@@ -140,11 +188,15 @@ pub async fn run(
         keyframe,
         preview,
         figures: video.figures(),
+        audio: audio_track.is_some().then_some(&*audio),
         events,
     }
     .signalling(commands, stop)
     .await;
     video.stop().await;
+    if let Some(a) = audio_track {
+        a.stop().await;
+    }
     result
 }
 
@@ -155,6 +207,7 @@ struct Broadcast<'a> {
     keyframe: KeyframeRequest,
     preview: Option<PreviewTap>,
     figures: &'a VideoFigures,
+    audio: Option<&'a AudioFigures>,
     events: &'a SessionEvents,
 }
 
@@ -201,6 +254,11 @@ impl Broadcast<'_> {
                         }
                     }
                     BroadcastCommand::Projection(p) => self.room.set_projection(p),
+                    BroadcastCommand::MuteAudio(on) => {
+                        if let Some(a) = self.audio {
+                            a.muted.store(on, Ordering::Relaxed);
+                        }
+                    }
                     BroadcastCommand::Telemetry(data) => {
                         if let Err(e) = self.room.send_telemetry(data) {
                             self.events.offer(crate::service::SessionEvent::Broadcast(
@@ -250,7 +308,7 @@ impl Broadcast<'_> {
                 }
                 () = tokio::time::sleep_until(deadline) => fanout.handle_timeout(Instant::now()),
                 _ = status_tick.tick() => {
-                    status.offer(self.events, &fanout, self.figures, &self.room);
+                    status.offer(self.events, &fanout, self.figures, self.audio, &self.room);
                 }
                 _ = views_tick.tick() => {
                     let views: BTreeMap<String, Viewport> = self
@@ -331,6 +389,7 @@ struct StatusKeeper {
     viewers_in_room: u64,
     last: Option<BroadcastStatus>,
     last_frames: Option<(u64, Instant)>,
+    last_audio_bytes: Option<(u64, Instant)>,
 }
 
 impl StatusKeeper {
@@ -339,6 +398,7 @@ impl StatusKeeper {
         events: &SessionEvents,
         fanout: &Fanout,
         figures: &VideoFigures,
+        audio: Option<&AudioFigures>,
         room: &DataRoom,
     ) {
         let now = Instant::now();
@@ -352,6 +412,26 @@ impl StatusKeeper {
             }
         });
         self.last_frames = Some((frames_encoded, now));
+        let audio = audio.map(|a| {
+            let bytes = a.bytes_encoded.load(Ordering::Relaxed);
+            let bitrate_kbps = self.last_audio_bytes.map_or(0.0, |(b, at)| {
+                let secs = now.saturating_duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    bytes.saturating_sub(b) as f64 * 8.0 / 1000.0 / secs
+                } else {
+                    0.0
+                }
+            });
+            self.last_audio_bytes = Some((bytes, now));
+            AudioStatus {
+                source: a.source.lock().clone(),
+                muted: a.muted.load(Ordering::Relaxed),
+                level: a.level.get(),
+                frames_encoded: a.frames_encoded.load(Ordering::Relaxed),
+                bitrate_kbps,
+                frames_skipped: a.frames_skipped.load(Ordering::Relaxed),
+            }
+        });
         let status = BroadcastStatus {
             signal_connected: fanout.signal_up(),
             source: figures.source.lock().clone(),
@@ -374,6 +454,7 @@ impl StatusKeeper {
             encoder_threads: figures.encoder_threads.load(Ordering::Relaxed),
             data: room.status(),
             projection: room.projection(),
+            audio,
         };
         if self.last.as_ref() != Some(&status) {
             events.offer(crate::service::SessionEvent::Broadcast(

@@ -19,6 +19,7 @@ use webrtc::peer_connection::{
     PeerConnection, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
 };
 
+use crate::audio::sync::SyncClock;
 use crate::channels::link::{Link, ViewportPacer};
 use crate::channels::protocol::{BroadcasterMessage, Viewport, ViewportSample};
 use crate::channels::room::unix_ms;
@@ -139,6 +140,45 @@ pub struct ViewerStats {
     pub telemetry_received: u64,
     /// What the broadcaster said its picture is.
     pub projection: Option<Projection>,
+    /// The sound, when the broadcast has some.
+    pub audio: AudioStats,
+}
+
+/// Receive-side figures of the sound.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct AudioStats {
+    /// Where it plays: the device's name, or "none: why" (decoded anyway).
+    pub output: Option<String>,
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    pub bytes_received: u64,
+    pub bitrate_kbps: f64,
+    pub frames_played: u64,
+    /// Frames filled in by Opus (loss concealment, FEC, or to lengthen the delay).
+    pub frames_concealed: u64,
+    /// Packets that came after their turn.
+    pub packets_late: u64,
+    pub underruns: u64,
+    /// Packets dropped because the audio thread was behind.
+    pub dropped_queue_full: u64,
+    pub decode_errors: u64,
+    /// How long the last frame played waited in the jitter buffer, and what it aims at.
+    pub jitter_buffer_ms: f64,
+    pub jitter_target_ms: f64,
+    /// Interarrival jitter (RFC 3550).
+    pub jitter_ms: f64,
+    /// How much later the sound is heard than the picture shows what was captured with it
+    /// (from the sender's reports); positive: sound late.
+    pub av_offset_ms: Option<f64>,
+    /// Peak level of what plays (0–1).
+    pub level: f32,
+    /// Beeps heard (the test tone: one a second).
+    pub beeps: u64,
+    /// Each beep's glass-to-glass latency (it left at a whole second), oldest first.
+    pub beep_latency_ms: VecDeque<f64>,
+    /// Each beep's latency less the latest picture's stamp latency: the A/V offset as heard
+    /// and seen.
+    pub beep_av_offset_ms: VecDeque<Option<f64>>,
 }
 
 /// Latency samples kept (the most recent: 20 s at 30 fps).
@@ -156,6 +196,8 @@ pub struct Figures {
     /// Told when the first frame has arrived whole (decoded or not).
     first_received: tokio::sync::Notify,
     received_any: std::sync::atomic::AtomicBool,
+    /// When the first audio packet came (its bitrate is measured from there).
+    audio_since: Mutex<Option<Instant>>,
 }
 
 impl Figures {
@@ -183,6 +225,16 @@ impl Figures {
         }
     }
 
+    /// Records an audio packet of `bytes` and `lost` packets missing before it.
+    pub fn audio_packet(&self, bytes: u64, lost: u64) {
+        self.audio_since.lock().get_or_insert_with(Instant::now);
+        self.update(|s| {
+            s.audio.packets_received += 1;
+            s.audio.bytes_received += bytes;
+            s.audio.packets_lost += lost;
+        });
+    }
+
     /// Records when a step of the first connection happened (later repeats are ignored).
     pub fn mark(&self, step: &'static str, started: Instant) {
         let at = started.elapsed().as_millis() as u64;
@@ -203,6 +255,12 @@ impl Figures {
                     s.bytes_received.saturating_sub(bytes0) as f64 * 8.0 / 1000.0 / secs;
             }
         }
+        if let Some(since) = *self.audio_since.lock() {
+            let secs = since.elapsed().as_secs_f64();
+            if secs > 0.5 {
+                s.audio.bitrate_kbps = s.audio.bytes_received as f64 * 8.0 / 1000.0 / secs;
+            }
+        }
         if s.frames_decoded > 0 {
             s.decode_ms_avg = s.decode_us_total as f64 / s.frames_decoded as f64 / 1000.0;
         }
@@ -218,6 +276,8 @@ pub struct ViewContext {
     pub started: Instant,
     /// Set to ask the sender for a keyframe (a PLI goes out, at most every half second).
     pub keyframe: KeyframeRequest,
+    /// The connection's sender clock and the tracks' delays (lip sync).
+    pub sync: Arc<SyncClock>,
 }
 
 /// A kind of sink a viewer hands its tracks to: makes one for each track it wants.
@@ -233,6 +293,7 @@ struct Current {
     conn: ConnId,
     broadcaster: String,
     pc: Arc<dyn PeerConnection>,
+    sync: Arc<SyncClock>,
     /// Measuring its round trip, once connected; ends with it.
     rtt: Option<tokio::task::JoinHandle<()>>,
 }
@@ -352,7 +413,13 @@ pub async fn run(
                         Ok((pc, answer)) => {
                             signal.send("answer", vec![json!(from), answer]).await;
                             figures.mark("3 answered", started);
-                            current = Some(Current { conn, broadcaster: from, pc, rtt: None });
+                            current = Some(Current {
+                                conn,
+                                broadcaster: from,
+                                pc,
+                                sync: Arc::default(),
+                                rtt: None,
+                            });
                         }
                         Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
                     }
@@ -440,6 +507,7 @@ pub async fn run(
                             figures: figures.clone(),
                             started,
                             keyframe: KeyframeRequest::default(),
+                            sync: cur.sync.clone(),
                         };
                         let id = TrackId(next_track);
                         next_track += 1;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::{ViewContext, ViewSink};
-use crate::media::{self, MediaKind, TrackId, TrackSink, TrackSpec};
-use crate::rtp::FrameAssembler;
+use crate::media::{self, EncodedFrame, MediaKind, TrackId, TrackSink, TrackSpec};
+use crate::rtp::{FrameAssembler, TimestampUnwrapper};
 
 /// Keyframe requests go out at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
@@ -49,9 +50,12 @@ pub(super) async fn receive(
         .iter()
         .filter_map(|f| f.sink_for(&spec, &ctx))
         .collect();
-    // With no sink nothing is reassembled: the packets are only counted.
-    let mut assembler = (!sinks.is_empty()).then(|| FrameAssembler::new(spec.codec, spec.id));
     let video = spec.kind() == MediaKind::Video;
+    // With no sink nothing is reassembled: the packets are only counted. Sound needs no
+    // reassembly (a packet is a frame), and its jitter buffer deals with loss and reordering.
+    let mut assembler =
+        (!sinks.is_empty() && video).then(|| FrameAssembler::new(spec.codec, spec.id));
+    let mut timestamps = TimestampUnwrapper::default();
     let mut last_seq: Option<u16> = None;
     let mut last_pli: Option<Instant> = None;
     let mut packet = Some(first);
@@ -60,14 +64,49 @@ pub(super) async fn receive(
             Some(p) => p,
             None => match track.poll().await {
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => p,
+                Some(TrackRemoteEvent::OnRtcpPacket(packets)) => {
+                    for sr in packets
+                        .iter()
+                        .filter_map(|p| p.as_any().downcast_ref::<SenderReport>())
+                    {
+                        ctx.sync.sender_report(
+                            spec.kind(),
+                            sr.ntp_time,
+                            sr.rtp_time,
+                            spec.codec.clock_rate,
+                        );
+                    }
+                    continue;
+                }
                 Some(_) => continue,
                 None => return,
             },
         };
         let media_ssrc = p.header.ssrc;
-        if video {
-            let seq = p.header.sequence_number;
-            let gap = last_seq.map_or(0, |l| seq.wrapping_sub(l).wrapping_sub(1));
+        let seq = p.header.sequence_number;
+        let gap = last_seq.map_or(0, |l| seq.wrapping_sub(l).wrapping_sub(1));
+        if !video {
+            last_seq = Some(seq);
+            let lost = if gap < u16::MAX / 2 {
+                u64::from(gap)
+            } else {
+                0
+            };
+            ctx.figures.audio_packet(p.payload.len() as u64, lost);
+            if !p.payload.is_empty() {
+                let frame = EncodedFrame {
+                    track: spec.id,
+                    timestamp: timestamps.unwrap(p.header.timestamp),
+                    data: p.payload,
+                    keyframe: true,
+                    at: Instant::now(),
+                };
+                for sink in &mut sinks {
+                    sink.accept(&frame);
+                }
+            }
+            continue;
+        } else {
             last_seq = Some(seq);
             let (marker, bytes) = (p.header.marker, p.payload.len() as u64);
             let at = ctx.started.elapsed().as_millis() as u64;

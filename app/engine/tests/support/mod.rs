@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use omnicast_engine::audio::AudioSource;
 use omnicast_engine::broadcaster::video::VideoSettings;
 use omnicast_engine::broadcaster::{BroadcastEvent, BroadcastSettings, BroadcastStatus};
 use omnicast_engine::capture::SourceSpec;
@@ -217,6 +218,8 @@ pub fn broadcast_settings(
         },
         peer: PeerSettings::loopback(),
         data: DataSettings::default(),
+        audio: AudioSource::None,
+        audio_muted: false,
     }
 }
 
