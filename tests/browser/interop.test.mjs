@@ -112,3 +112,104 @@ test("the desktop viewer watches the browser broadcaster page", async () => {
   assert.ok(stats.frames_decoded >= 60, JSON.stringify(stats));
   assert.ok(stats.width > 0 && stats.height > 0, JSON.stringify(stats));
 });
+
+/** Where beeps begin in `samples` (Float32Array at 48 kHz): louder than 0.15 after at least
+ * 150 ms below it, as the engine's detector does. */
+function beepOnsets(samples) {
+  const onsets = [];
+  let lastLoud = -Infinity;
+  for (let i = 0; i < samples.length; i++) {
+    if (Math.abs(samples[i]) > 0.15) {
+      if (i - lastLoud >= 7200) onsets.push(i);
+      lastLoud = i;
+    }
+  }
+  return onsets;
+}
+
+/** The left channel of a 16-bit stereo WAV file, as floats. */
+function wavLeft(file) {
+  const buf = readFileSync(file);
+  assert.equal(buf.toString("ascii", 0, 4), "RIFF");
+  let at = 12;
+  while (buf.toString("ascii", at, at + 4) !== "data") at += 8 + buf.readUInt32LE(at + 4);
+  const start = at + 8;
+  const frames = Math.floor((buf.length - start) / 4);
+  const left = new Float32Array(frames);
+  for (let i = 0; i < frames; i++) left[i] = buf.readInt16LE(start + i * 4) / 32768;
+  return left;
+}
+
+test("a browser hears the desktop broadcaster's sound (Opus), muted until Enable audio", async () => {
+  const page = await browserWatchesDesktop("640x360", ["--audio", "test-tone"]);
+  // Sound arrives as Opus; the page starts muted and offers the button.
+  const audio = await waitFor("audio packets", () => page.evaluate(async () => {
+    const stats = await window.omnicast.pc.getStats();
+    const a = [...stats.values()].find((s) => s.type === "inbound-rtp" && s.kind === "audio");
+    return a && a.packetsReceived > 50 ? { mime: stats.get(a.codecId).mimeType, packets: a.packetsReceived } : null;
+  }), 20_000);
+  assert.equal(audio.mime, "audio/opus");
+  assert.equal(await page.evaluate(() => document.getElementById("video").muted), true);
+  assert.equal(await page.isVisible("#enableAudio"), true);
+  await page.click("#enableAudio");
+  assert.equal(await page.evaluate(() => document.getElementById("video").muted), false);
+  // Headless Chromium plays nothing out loud: listen to the stream with WebAudio instead, for
+  // 2.5 s, and find the test tone's beeps (one a second) over its quiet tone.
+  const heard = await page.evaluate(async () => {
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    await ctx.resume();
+    const source = ctx.createMediaStreamSource(document.getElementById("video").srcObject);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 2048;
+    source.connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    let peak = 0, quietPeak = 0, loudBlocks = 0, blocks = 0;
+    const end = performance.now() + 2500;
+    while (performance.now() < end) {
+      await new Promise((r) => setTimeout(r, 20));
+      analyser.getFloatTimeDomainData(buf);
+      let p = 0;
+      for (const s of buf) p = Math.max(p, Math.abs(s));
+      peak = Math.max(peak, p);
+      if (p < 0.15) quietPeak = Math.max(quietPeak, p);
+      loudBlocks += p > 0.15 ? 1 : 0;
+      blocks++;
+    }
+    await ctx.close();
+    return { peak, quietPeak, loudBlocks, blocks };
+  });
+  assert.ok(heard.peak > 0.3, `beeps at −6 dBFS: ${JSON.stringify(heard)}`);
+  assert.ok(heard.quietPeak > 0.01, `the quiet tone between beeps: ${JSON.stringify(heard)}`);
+  // 100 ms beeps, one a second: a small share of the blocks, but some.
+  assert.ok(heard.loudBlocks >= 2 && heard.loudBlocks < heard.blocks / 3, JSON.stringify(heard));
+});
+
+test("the desktop viewer plays the browser broadcaster page's microphone (its beeps in the WAV)", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const caster = await browser.context.newPage();
+  await caster.goto(`${server.url}/broadcast.html?room=ears`);
+  await waitFor("browser broadcasting", () => caster.evaluate(() => window.omnicast.status === "live"));
+  const dir = mkdtempSync(path.join(os.tmpdir(), "omnicast-ears-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const statsFile = path.join(dir, "stats.json");
+  const wav = path.join(dir, "heard.wav");
+  const viewer = run([
+    "view", "--headless", "--media-bind", "127.0.0.1:0", "--server", server.url, "--room", "ears",
+    "--frames", "150", "--stats-json", statsFile, "--audio-wav", wav,
+  ]);
+  const timer = setTimeout(() => viewer.child.kill("SIGKILL"), 60_000);
+  const [code] = await viewer.exited;
+  clearTimeout(timer);
+  assert.equal(code, 0, viewer.output());
+  const stats = JSON.parse(readFileSync(statsFile, "utf8"));
+  assert.ok(stats.frames_decoded >= 150, JSON.stringify(stats));
+  assert.ok(stats.audio.packets_received > 100, JSON.stringify(stats.audio));
+  const left = wavLeft(wav);
+  const onsets = beepOnsets(left);
+  // Chromium's fake microphone beeps regularly: several in four seconds of sound.
+  assert.ok(left.length > 48000 * 3, `${left.length} samples`);
+  assert.ok(onsets.length >= 3, `beeps at ${onsets} in ${left.length} samples`);
+});
