@@ -73,6 +73,8 @@ pub enum ConnReport {
     /// Figures, when asked for them: bytes sent in all, the round-trip time.
     Stats {
         bytes_sent: u64,
+        /// Of which the sound's RTP payloads and headers.
+        audio_bytes_sent: u64,
         rtt_ms: Option<f64>,
     },
 }
@@ -133,6 +135,8 @@ pub struct ViewerSummary {
     pub rtt_ms: Option<f64>,
     /// Sent to this viewer over the last figures interval.
     pub sent_kbps: f64,
+    /// Of which sound.
+    pub audio_sent_kbps: f64,
     /// What its data channels said (the broadcaster fills this in; the fan-out knows nothing
     /// of it).
     pub data: Option<crate::channels::room::ViewerData>,
@@ -145,9 +149,10 @@ struct Viewer {
     offered: Option<Instant>,
     connected_at: Option<Instant>,
     /// The last figures: bytes sent in all and when.
-    sent: Option<(u64, Instant)>,
+    sent: Option<(u64, u64, Instant)>,
     rtt_ms: Option<f64>,
     sent_kbps: f64,
+    audio_sent_kbps: f64,
 }
 
 /// The state machine.
@@ -238,6 +243,7 @@ impl Fanout {
                 sent: None,
                 rtt_ms: None,
                 sent_kbps: 0.0,
+                audio_sent_kbps: 0.0,
             },
         );
         self.outputs.push_back(Output::Open { conn, viewer });
@@ -271,16 +277,22 @@ impl Fanout {
                 self.want_keyframe(now);
             }
             ConnReport::KeyframeRequest | ConnReport::Lagged => self.want_keyframe(now),
-            ConnReport::Stats { bytes_sent, rtt_ms } => {
+            ConnReport::Stats {
+                bytes_sent,
+                audio_bytes_sent,
+                rtt_ms,
+            } => {
                 if let Some(v) = self.viewers.get_mut(&viewer) {
-                    if let Some((before, at)) = v.sent {
+                    if let Some((before, audio_before, at)) = v.sent {
                         let secs = now.saturating_duration_since(at).as_secs_f64();
                         if secs > 0.0 {
-                            v.sent_kbps =
-                                bytes_sent.saturating_sub(before) as f64 * 8.0 / 1000.0 / secs;
+                            let kbps =
+                                |b: u64, a: u64| b.saturating_sub(a) as f64 * 8.0 / 1000.0 / secs;
+                            v.sent_kbps = kbps(bytes_sent, before);
+                            v.audio_sent_kbps = kbps(audio_bytes_sent, audio_before);
                         }
                     }
-                    v.sent = Some((bytes_sent, now));
+                    v.sent = Some((bytes_sent, audio_bytes_sent, now));
                     v.rtt_ms = rtt_ms.or(v.rtt_ms);
                 }
             }
@@ -378,6 +390,7 @@ impl Fanout {
                     .map_or(0, |t| now.saturating_duration_since(t).as_secs()),
                 rtt_ms: v.rtt_ms,
                 sent_kbps: v.sent_kbps,
+                audio_sent_kbps: v.audio_sent_kbps,
                 data: None,
             })
             .collect();
@@ -634,6 +647,7 @@ mod tests {
                 c,
                 ConnReport::Stats {
                     bytes_sent: bytes,
+                    audio_bytes_sent: bytes / 50,
                     rtt_ms: rtt,
                 },
             )
@@ -642,6 +656,7 @@ mod tests {
         t.at_ms(2_000).input(stats(300_000, Some(1.5)));
         let v = &t.fanout.viewers(t.now)[0];
         assert_eq!(v.sent_kbps, 2_000.0, "250,000 bytes in a second");
+        assert_eq!(v.audio_sent_kbps, 40.0, "5,000 of them sound");
         assert_eq!(v.rtt_ms, Some(1.5));
         assert_eq!(v.connected_for_s, 2);
         // A report without a round trip keeps the last one.

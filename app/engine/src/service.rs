@@ -62,14 +62,20 @@ enum Command {
     Stop(SessionId),
     Session(SessionId, SessionCommand),
     ListCameras,
+    ListMicrophones,
     SaveSnapshot(Box<VideoFrame>, PathBuf),
 }
 
 /// Something that happened.
 #[derive(Debug)]
 pub enum Event {
-    Session { id: SessionId, event: SessionEvent },
+    Session {
+        id: SessionId,
+        event: SessionEvent,
+    },
     Cameras(Vec<CameraInfo>),
+    /// Microphone names, the default first, or why there are none.
+    Microphones(Result<Vec<String>, String>),
     Snapshot(Result<PathBuf, String>),
 }
 
@@ -148,6 +154,11 @@ impl Service {
     /// Looks for cameras; [`Event::Cameras`] follows.
     pub fn list_cameras(&self) -> Result<(), ServiceError> {
         self.send(Command::ListCameras)
+    }
+
+    /// Looks for microphones; [`Event::Microphones`] follows.
+    pub fn list_microphones(&self) -> Result<(), ServiceError> {
+        self.send(Command::ListMicrophones)
     }
 
     /// Saves `frame` as a PNG at `path` (off the UI); [`Event::Snapshot`] follows.
@@ -264,6 +275,13 @@ async fn serve(mut commands: mpsc::Receiver<Command>, out: Outbox) {
                         let out = out.clone();
                         tokio::task::spawn_blocking(move || {
                             out.offer(Event::Cameras(list_cameras()));
+                        });
+                    }
+                    Command::ListMicrophones => {
+                        let out = out.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let names = crate::audio::microphone::input_names();
+                            out.offer(Event::Microphones(names.map_err(|e| e.to_string())));
                         });
                     }
                     Command::SaveSnapshot(frame, path) => {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eframe::egui;
-use omnicast_engine::broadcaster::{BroadcastCommand, BroadcastStatus};
+use omnicast_engine::audio::AudioSource;
+use omnicast_engine::broadcaster::{AudioStatus, BroadcastCommand, BroadcastStatus};
 use omnicast_engine::capture::SourceSpec;
 use omnicast_engine::channels::protocol::Viewport;
 use omnicast_engine::channels::room::DataStatus;
@@ -104,6 +105,20 @@ impl OmnicastApp {
                     ui.end_row();
                     self.source_file_ui(ui);
 
+                    let label = ui.label("Sound");
+                    ui.horizontal(|ui| {
+                        self.microphone_picker_ui(ui, label.id);
+                        if ui
+                            .button("Refresh")
+                            .on_hover_text("Look for microphones again")
+                            .clicked()
+                            && let Err(e) = self.service.list_microphones()
+                        {
+                            self.say(e.to_string());
+                        }
+                    });
+                    ui.end_row();
+
                     let label = ui.label("Size");
                     let s = &mut self.settings;
                     egui::ComboBox::from_id_salt("size")
@@ -196,6 +211,68 @@ impl OmnicastApp {
             &mut self.settings.show_heatmap,
             "Heat map of the last minute",
         );
+    }
+
+    fn microphone_picker_ui(&mut self, ui: &mut egui::Ui, label_id: egui::Id) {
+        let label = |choice: &str| -> String {
+            match choice.parse::<AudioSource>() {
+                Ok(AudioSource::None) => "No sound".to_owned(),
+                Ok(AudioSource::Default) => "Default microphone".to_owned(),
+                Ok(AudioSource::TestTone) => "Test tone (a beep each second)".to_owned(),
+                _ => choice.to_owned(),
+            }
+        };
+        let mut choices = vec![
+            "none".to_owned(),
+            "default".to_owned(),
+            "test-tone".to_owned(),
+        ];
+        choices.extend(self.microphones.iter().cloned());
+        if !choices.contains(&self.settings.audio) {
+            choices.push(self.settings.audio.clone());
+        }
+        let audio = &mut self.settings.audio;
+        egui::ComboBox::from_id_salt("microphone")
+            .selected_text(label(audio))
+            .width(180.0)
+            .show_ui(ui, |ui| {
+                for choice in choices {
+                    let text = label(&choice);
+                    ui.selectable_value(audio, choice, text);
+                }
+            })
+            .response
+            .labelled_by(label_id);
+    }
+
+    /// Mute and the microphone's level, while broadcasting (mute works at once).
+    fn sound_ui(&mut self, ui: &mut egui::Ui, status: Option<&AudioStatus>) {
+        let Some(a) = status else { return };
+        ui.horizontal(|ui| {
+            if ui
+                .checkbox(&mut self.settings.audio_muted, "Mute")
+                .changed()
+                && let Some(b) = &self.broadcasting
+            {
+                let command = SessionCommand::Broadcast(BroadcastCommand::MuteAudio(
+                    self.settings.audio_muted,
+                ));
+                if let Err(e) = self.service.command(b.id, command) {
+                    self.say(format!("Not muted: {e}"));
+                }
+            }
+            level_meter_ui(ui, a.level, 160.0);
+            ui.label(format!(
+                "{} · {:.0} kbit/s{}",
+                a.source,
+                a.bitrate_kbps,
+                if a.muted {
+                    " · muted: silence goes out"
+                } else {
+                    ""
+                }
+            ));
+        });
     }
 
     fn source_picker_ui(&mut self, ui: &mut egui::Ui, label_id: egui::Id) {
@@ -298,6 +375,11 @@ impl OmnicastApp {
     }
 
     fn broadcast_status_ui(&mut self, ui: &mut egui::Ui) {
+        let audio = self
+            .broadcasting
+            .as_ref()
+            .and_then(|b| b.status.as_ref()?.audio.clone());
+        self.sound_ui(ui, audio.as_ref());
         if let Some(data) = self.broadcast_screen_ui(ui)
             && let Some(b) = &self.broadcasting
         {
@@ -429,7 +511,11 @@ impl OmnicastApp {
                         v.rtt_ms
                             .map_or_else(|| "—".to_owned(), |r| format!("{r:.1} ms")),
                     );
-                    ui.label(format!("{:.0} kbit/s", v.sent_kbps));
+                    ui.label(if v.audio_sent_kbps > 0.0 {
+                        format!("{:.0} kbit/s ({:.0} sound)", v.sent_kbps, v.audio_sent_kbps)
+                    } else {
+                        format!("{:.0} kbit/s", v.sent_kbps)
+                    });
                     let data = v.data.clone().unwrap_or_default();
                     ui.label(match data.viewport {
                         Some(view) => format!(
@@ -554,4 +640,25 @@ fn projection_label(p: ProjectionSetting) -> &'static str {
         ProjectionSetting::Flat => "Flat",
         ProjectionSetting::Equirect => "360° camera (equirectangular)",
     }
+}
+
+/// A level meter: the peak of the last moments, green to red, with its dBFS.
+pub(crate) fn level_meter_ui(ui: &mut egui::Ui, level: f32, width: f32) {
+    let db = omnicast_engine::audio::dbfs(level);
+    // −60 dBFS to 0 across the bar.
+    let fill = ((db + 60.0) / 60.0).clamp(0.0, 1.0);
+    let colour = if db > -3.0 {
+        egui::Color32::from_rgb(220, 60, 50)
+    } else if db > -12.0 {
+        egui::Color32::from_rgb(220, 180, 40)
+    } else {
+        egui::Color32::from_rgb(60, 180, 90)
+    };
+    ui.add(
+        egui::ProgressBar::new(fill)
+            .desired_width(width)
+            .fill(colour)
+            .text(format!("{db:.0} dBFS")),
+    )
+    .on_hover_text("Sound level (peak)");
 }

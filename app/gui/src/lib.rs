@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
+use omnicast_engine::audio::playout::AudioControls;
 use omnicast_engine::broadcaster::{BroadcastCommand, BroadcastEvent, BroadcastStatus};
 use omnicast_engine::capture::CameraInfo;
 use omnicast_engine::channels::protocol::Viewport;
@@ -127,6 +128,8 @@ struct Viewing {
     looked: Option<Viewport>,
     /// A message being typed.
     message_draft: String,
+    /// The level of the sound playing.
+    level: Arc<omnicast_engine::audio::Level>,
 }
 
 /// Frames the window showed, for `--frames` and the statistics.
@@ -156,6 +159,10 @@ pub struct OmnicastApp {
     options: AppOptions,
     service: Service,
     cameras: Vec<CameraInfo>,
+    /// Microphone names, the default first (empty until listed, or when there are none).
+    microphones: Vec<String>,
+    /// The viewer's volume and mute, read by its sound thread as it plays.
+    playback: Arc<AudioControls>,
     broadcasting: Option<Broadcasting>,
     viewing: Option<Viewing>,
     video: Option<VideoTexture>,
@@ -205,6 +212,8 @@ impl OmnicastApp {
             options,
             service,
             cameras: Vec::new(),
+            microphones: Vec::new(),
+            playback: Arc::default(),
             broadcasting: None,
             viewing: None,
             video: None,
@@ -216,9 +225,15 @@ impl OmnicastApp {
             notice: None,
             ctx,
         };
-        if let Err(e) = app.service.list_cameras() {
+        if let Err(e) = app
+            .service
+            .list_cameras()
+            .and_then(|()| app.service.list_microphones())
+        {
             app.say(e.to_string());
         }
+        app.playback.set_volume(app.settings.volume);
+        app.playback.set_muted(app.settings.playback_muted);
         app.fullscreen = app.options.fullscreen;
         if app.options.kiosk || app.options.start {
             match app.settings.mode {
@@ -306,6 +321,11 @@ impl OmnicastApp {
             match event {
                 Event::Session { id, event } => self.session_event(id, event),
                 Event::Cameras(list) => self.cameras = list,
+                Event::Microphones(Ok(list)) => self.microphones = list,
+                Event::Microphones(Err(e)) => {
+                    self.microphones.clear();
+                    tracing::info!("no microphones: {e}");
+                }
                 Event::Snapshot(Ok(path)) => {
                     self.say(format!("Snapshot saved: {}", path.display()));
                 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eframe::egui;
+use omnicast_engine::audio::playout::AudioOut;
 use omnicast_engine::frame::FrameSlot;
 use omnicast_engine::service::{Plan, SessionCommand, ViewPlan};
 use omnicast_engine::session::{Retry, SessionState};
 use omnicast_engine::viewer::display::Display;
-use omnicast_engine::viewer::{ViewCommand, ViewState, ViewerStats};
+use omnicast_engine::viewer::{AudioStats, ViewCommand, ViewState, ViewerStats};
 
 use super::broadcaster_ui::fit;
 use super::{OmnicastApp, Shown, Viewing, describe};
@@ -30,9 +31,19 @@ impl OmnicastApp {
         let slot = Arc::new(FrameSlot::default());
         let wake = self.ctx.clone();
         slot.set_waker(move || wake.request_repaint());
+        // Sound plays on the default output device (with none, it is decoded anyway and the
+        // overlay says so).
+        let audio = match AudioOut::new(true, self.playback.clone(), None) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                self.say(e.to_string());
+                return;
+            }
+        };
+        let level = audio.level.clone();
         let plan = ViewPlan {
             settings,
-            sinks: vec![Arc::new(Display::new(slot.clone()))],
+            sinks: vec![Arc::new(Display::new(slot.clone())), audio],
             retry: Retry::Forever,
         };
         match self.service.start_session(Plan::View(Box::new(plan))) {
@@ -47,6 +58,7 @@ impl OmnicastApp {
                     telemetry: None,
                     looked: None,
                     message_draft: String::new(),
+                    level,
                 });
             }
             Err(e) => self.say(format!("Cannot connect: {e}")),
@@ -120,6 +132,30 @@ impl OmnicastApp {
                 self.sphere = Default::default();
             }
             ui.checkbox(&mut self.settings.overlay, "Statistics");
+            ui.separator();
+            if ui
+                .checkbox(&mut self.settings.playback_muted, "Mute")
+                .changed()
+            {
+                self.playback.set_muted(self.settings.playback_muted);
+            }
+            let volume = ui
+                .add(
+                    egui::Slider::new(&mut self.settings.volume, 0.0..=2.0)
+                        .text("Volume")
+                        .show_value(false),
+                )
+                .on_hover_text("Sound volume (1 is as sent)");
+            if volume.changed() {
+                self.playback.set_volume(self.settings.volume);
+            }
+            if let Some(v) = &self.viewing
+                && v.stats
+                    .as_ref()
+                    .is_some_and(|s| s.audio.packets_received > 0)
+            {
+                crate::broadcaster_ui::level_meter_ui(ui, v.level.get(), 90.0);
+            }
             if ui
                 .add_enabled(self.latest.is_some(), egui::Button::new("Snapshot"))
                 .clicked()
@@ -344,6 +380,7 @@ fn overlay_ui(
             median.map_or_else(|| "— (no stamp)".to_owned(), |m| format!("{m} ms"))
         ),
         format!("decode {:.1} ms", s.decode_ms_avg),
+        audio_line(&s.audio),
         format!(
             "picture {}, {} views sent",
             match s.projection {
@@ -371,4 +408,25 @@ fn overlay_ui(
                     ui.add(egui::Label::new(text).wrap_mode(egui::TextWrapMode::Extend));
                 });
         });
+}
+
+/// The sound's line in the overlay.
+fn audio_line(a: &AudioStats) -> String {
+    if a.packets_received == 0 {
+        return "sound —".to_owned();
+    }
+    format!(
+        "sound {:.0} kbit/s, level {:.0} dBFS, buffer {:.0} ms, {} lost, {} concealed, A/V {}{}",
+        a.bitrate_kbps,
+        omnicast_engine::audio::dbfs(a.level),
+        a.jitter_buffer_ms,
+        a.packets_lost,
+        a.frames_concealed,
+        a.av_offset_ms
+            .map_or_else(|| "—".to_owned(), |o| format!("{o:+.0} ms")),
+        match a.output.as_deref() {
+            Some(o) if o.starts_with("none") => format!(" ({o})"),
+            _ => String::new(),
+        }
+    )
 }

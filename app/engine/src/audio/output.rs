@@ -19,14 +19,14 @@ use super::{FRAME_SAMPLES, SAMPLE_RATE};
 pub const CHANNELS: usize = 2;
 
 pub enum Output {
-    Device(DeviceOut),
+    Device(Box<DeviceOut>),
     Clock(ClockOut),
 }
 
 impl Output {
     /// The system's default output device.
     pub fn open_device() -> Result<Self, String> {
-        DeviceOut::open().map(Self::Device)
+        DeviceOut::open().map(|d| Self::Device(Box::new(d)))
     }
 
     /// No device: sound is consumed by the clock.

@@ -91,7 +91,7 @@ fn encoder(channels: usize) -> Result<opus::Encoder, opus::Error> {
 /// Where frames come from.
 enum Input {
     Tone(ToneClock),
-    Mic(Microphone),
+    Mic(Box<Microphone>),
     /// No microphone now; tried again at this moment.
     Missing(Instant),
 }
@@ -154,7 +154,7 @@ fn audio_loop(
     let open_mic = || match Microphone::open(source) {
         Ok(mic) => {
             say(mic.name.clone());
-            Input::Mic(mic)
+            Input::Mic(Box::new(mic))
         }
         Err(e) => {
             tracing::warn!("{e}: no sound goes out; trying again every {MIC_RETRY:?}");

@@ -133,7 +133,7 @@ async fn run(
     let mut forwarding = tokio::task::JoinSet::new();
     // What the viewer says on its data channels never holds up the media or this loop.
     let data = tokio::spawn(channels::room::serve(room, viewer, channels));
-    let mut bytes_sent = 0;
+    let (mut bytes_sent, mut audio_bytes_sent) = (0, 0);
     loop {
         tokio::select! {
             biased;
@@ -165,9 +165,11 @@ async fn run(
                     }
                 }
                 ConnCommand::GatherStats => {
-                    let (sent, rtt_ms) = figures(&*pc).await;
+                    let (sent, audio, rtt_ms) = figures(&*pc).await;
                     bytes_sent = sent.unwrap_or(bytes_sent);
-                    report(&reports, conn, ConnReport::Stats { bytes_sent, rtt_ms }).await;
+                    audio_bytes_sent = audio.unwrap_or(audio_bytes_sent);
+                    let stats = ConnReport::Stats { bytes_sent, audio_bytes_sent, rtt_ms };
+                    report(&reports, conn, stats).await;
                 }
                 ConnCommand::Close => break,
             },
@@ -316,16 +318,25 @@ async fn set_up(
     }
 }
 
-/// Bytes sent in all and the round-trip time, from the connection's selected candidate pair.
-async fn figures(pc: &dyn PeerConnection) -> (Option<u64>, Option<f64>) {
+/// Bytes sent in all and the round-trip time, from the connection's selected candidate pair;
+/// bytes of sound (RTP payloads and headers) from its outbound audio stream.
+async fn figures(pc: &dyn PeerConnection) -> (Option<u64>, Option<u64>, Option<f64>) {
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let audio = report.iter().find_map(|e| match e {
+        RTCStatsReportEntry::OutboundRtp(o)
+            if o.sent_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Audio =>
+        {
+            Some(o.sent_rtp_stream_stats.bytes_sent + o.header_bytes_sent)
+        }
+        _ => None,
+    });
     let pair = report.iter().find_map(|e| match e {
         RTCStatsReportEntry::IceCandidatePair(p) if p.bytes_sent > 0 => Some(p),
         _ => None,
     });
-    pair.map_or((None, None), |p| {
+    pair.map_or((None, audio, None), |p| {
         let rtt = (p.current_round_trip_time > 0.0).then_some(p.current_round_trip_time * 1e3);
-        (Some(p.bytes_sent), rtt)
+        (Some(p.bytes_sent), audio, rtt)
     })
 }
 
