@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
 
@@ -113,23 +112,7 @@ async fn cpu_with(audio: &str, n: usize, seconds: u64) -> f64 {
     let viewers: Vec<Session> = (0..n)
         .map(|_| watch_with(view_settings(&url, ""), false).0)
         .collect();
-    let all = tokio::time::timeout(Duration::from_secs(60), async {
-        while viewers
-            .iter()
-            .any(|v| v.seen().stats().frames_received < 30)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    if all.is_err() {
-        println!("not every viewer received video within 60 s");
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu0 = common::cpu_secs(pid);
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let cpu = (common::cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = common::cpu_while_watched(pid, &viewers, seconds).await;
     for v in viewers {
         v.stop().await;
     }

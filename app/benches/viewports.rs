@@ -97,23 +97,7 @@ async fn main() {
                 watch_with(settings, false).0
             })
             .collect();
-        let all_receiving = tokio::time::timeout(Duration::from_secs(60), async {
-            while viewers
-                .iter()
-                .any(|v| v.seen().stats().frames_received < 30)
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        if all_receiving.is_err() {
-            println!("phase {i}: not every viewer received video within 60 s");
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let cpu0 = common::cpu_secs(pid);
-        let t0 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let cpu = (common::cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        let cpu = common::cpu_while_watched(pid, &viewers, seconds).await;
         // Every trace has ended when the viewers' counts stop growing (figures come twice a
         // second); whatever arrived is on disk within the log's flush interval.
         let sent_now = || {

@@ -10,19 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use omnicast_engine::audio::tone::BeepDetector;
-use support::{Proc, omnicast};
+use support::{Proc, headless_broadcaster, omnicast};
 
 fn start_broadcaster(args: &[&str]) -> (Proc, String) {
-    let mut command = omnicast();
-    command
-        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
-        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
-        .args(["--source", "test-pattern", "--size", "320x240"])
-        .args(args)
-        .env("RUST_LOG", "info,webrtc=error,rtc=error");
-    let proc = Proc::spawn(command);
-    let url = proc.server_url(Duration::from_secs(20));
-    (proc, url)
+    let mut all = vec!["--source", "test-pattern", "--size", "320x240"];
+    all.extend_from_slice(args);
+    headless_broadcaster(&all)
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::{Proc, omnicast};
+use support::{Proc, headless_broadcaster, omnicast};
 
 struct Broadcaster {
     proc: Proc,
@@ -15,14 +15,7 @@ struct Broadcaster {
 }
 
 fn start_broadcaster(args: &[&str]) -> Broadcaster {
-    let mut command = omnicast();
-    command
-        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
-        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info,webrtc=error,rtc=error");
-    let proc = Proc::spawn(command);
-    let url = proc.server_url(Duration::from_secs(20));
+    let (proc, url) = headless_broadcaster(args);
     Broadcaster { proc, url }
 }
 

@@ -45,3 +45,26 @@ pub fn start_broadcaster(args: &[&std::ffi::OsStr]) -> (Child, String) {
         .expect("a thread");
     (child, url)
 }
+
+/// Waits (up to a minute) until every viewer has received 30 frames, then two seconds more;
+/// returns the broadcaster `pid`'s CPU over the next `seconds`, in % of a core.
+#[allow(dead_code)] // not every benchmark measures this way
+pub async fn cpu_while_watched(pid: u32, viewers: &[crate::support::Session], seconds: u64) -> f64 {
+    let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while viewers
+            .iter()
+            .any(|v| v.seen().stats().frames_received < 30)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    if all.is_err() {
+        println!("not every viewer received video within 60 s");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let cpu0 = cpu_secs(pid);
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0
+}

@@ -14,6 +14,20 @@ pub fn omnicast() -> Command {
     command
 }
 
+/// `omnicast broadcast --headless` hosting its server on loopback with `args` added; returns it
+/// and its server's URL.
+pub fn headless_broadcaster(args: &[&str]) -> (Proc, String) {
+    let mut command = omnicast();
+    command
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info,webrtc=error,rtc=error");
+    let proc = Proc::spawn(command);
+    let url = proc.server_url(Duration::from_secs(20));
+    (proc, url)
+}
+
 pub struct Proc {
     pub child: Child,
     lines: mpsc::Receiver<String>,
