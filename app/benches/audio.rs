@@ -88,16 +88,20 @@ fn sync_and_latency(seconds: u64) {
         v
     };
     println!(
-        "lip sync over {seconds} s ({} beeps): A/V offset p50 {:+.1} ms, |offset| p95 {:.1} ms (sound later is +); sender-report estimate at the end {:+.1} ms",
+        "lip sync over {seconds} s ({} beeps): A/V offset p50 {:+.1} ms, |offset| p95 {:.1} ms, range {:+.1}..{:+.1} ms (sound later is +); sender-report estimate at the end {:+.1} ms",
         latency.len(),
         pct(&offset, 0.5),
         pct(&abs_offset, 0.95),
+        pct(&offset, 0.0),
+        pct(&offset, 1.0),
         a["av_offset_ms"].as_f64().unwrap_or(f64::NAN)
     );
     println!(
-        "sound glass to glass: p50 {:.1} ms, p95 {:.1} ms; jitter buffer {:.0} ms (target {:.0}), {} concealed, {} late",
+        "sound glass to glass: p50 {:.1} ms, p95 {:.1} ms, range {:.1}..{:.1} ms; jitter buffer {:.0} ms (target {:.0}), {} concealed, {} late",
         pct(&latency, 0.5),
         pct(&latency, 0.95),
+        pct(&latency, 0.0),
+        pct(&latency, 1.0),
         a["jitter_buffer_ms"].as_f64().unwrap_or(f64::NAN),
         a["jitter_target_ms"].as_f64().unwrap_or(f64::NAN),
         a["frames_concealed"],
