@@ -12,12 +12,13 @@
 #   libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0: what winit opens at run time
 #   cmake        builds libopus for the opus crate; libasound2-dev: ALSA, for cpal (sound in and out)
 #   nftables     `nft`: the audio test drops 5 % of UDP inside its own network namespace
+#   ffmpeg       `ffprobe`/`ffmpeg`: the recording tests open the MP4 files as a person's player would
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(chromium iproute2 util-linux openssl libclang-dev nasm pkg-config
   xvfb xauth x11-apps mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6
-  libxkbcommon-x11-0 cmake libasound2-dev nftables)
+  libxkbcommon-x11-0 cmake libasound2-dev nftables ffmpeg)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,12 +23,13 @@ use omnicast_engine::file_source;
 use omnicast_engine::frame::{FrameSlot, save_png};
 use omnicast_engine::hosting::Hosted;
 use omnicast_engine::peer::PeerSettings;
+use omnicast_engine::record::{RecordRole, RecordStatus, RecordView, Recorder};
 use omnicast_engine::service::{BroadcastPlan, Plan, ViewPlan};
 use omnicast_engine::session::Retry;
 use omnicast_engine::settings::{Mode, Settings, SettingsPatch};
 use omnicast_engine::values::{
     BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, FovDeg, Fps, FrameSize, KeyframeInterval,
-    Look, PitchDeg, Projection, ServerUrl, YawDeg,
+    Look, MinFreeMb, PitchDeg, Projection, RecordSegment, ServerUrl, YawDeg,
 };
 use omnicast_engine::viewer::ViewSink;
 use omnicast_engine::viewer::display::Display;
@@ -174,9 +175,35 @@ struct BroadcastArgs {
     )]
     control_key: Option<ControlKey>,
     #[command(flatten)]
+    record: RecordArgs,
+    #[command(flatten)]
     host: HostArgs,
     #[command(flatten)]
     media: MediaArgs,
+}
+
+/// Recording, in both modes.
+#[derive(Debug, Args)]
+struct RecordArgs {
+    /// Record from the start into DIR: what is sent (broadcast) or received (view), H.264 and
+    /// Opus as they are (not re-encoded) in fragmented MP4 synced to disk every second, so a
+    /// power cut loses at most the last second. NAME.json beside each file gives its start time.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// A new recording file every DURATION (30s, 10m, 1h) [default: one file].
+    #[arg(long, value_name = "DURATION", requires = "record")]
+    record_segment: Option<RecordSegment>,
+    /// Stop recording, saying so, before the disk's free space would fall below MB [default: 500].
+    #[arg(long, value_name = "MB", requires = "record")]
+    record_min_free_mb: Option<MinFreeMb>,
+}
+
+impl RecordArgs {
+    fn patch(&self, p: &mut SettingsPatch) {
+        p.record_dir.clone_from(&self.record);
+        p.record_segment = self.record_segment;
+        p.record_min_free_mb = self.record_min_free_mb;
+    }
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +258,8 @@ struct ViewArgs {
     #[arg(long, value_name = "FILE", requires = "headless")]
     viewport_trace: Option<PathBuf>,
     #[command(flatten)]
+    record: RecordArgs,
+    #[command(flatten)]
     media: MediaArgs,
 }
 
@@ -243,7 +272,7 @@ enum ViewMode {
 
 impl BroadcastArgs {
     fn patch(&self) -> SettingsPatch {
-        SettingsPatch {
+        let mut p = SettingsPatch {
             mode: Some(Mode::Broadcaster),
             source: self.source.clone(),
             size: self.size,
@@ -263,7 +292,10 @@ impl BroadcastArgs {
             bridge_viewport: self.bridge_viewport.then_some(true),
             projection: self.projection,
             audio: self.audio.clone(),
-        }
+            ..SettingsPatch::default()
+        };
+        self.record.patch(&mut p);
+        p
     }
 }
 
@@ -282,7 +314,7 @@ impl ViewArgs {
     }
 
     fn patch(&self) -> SettingsPatch {
-        SettingsPatch {
+        let mut p = SettingsPatch {
             mode: Some(Mode::Viewer),
             server_url: self.server.clone(),
             room: self.room.clone(),
@@ -292,7 +324,9 @@ impl ViewArgs {
                 .or(self.look().is_some().then_some(true)),
             control_key: self.control_key.clone(),
             ..SettingsPatch::default()
-        }
+        };
+        self.record.patch(&mut p);
+        p
     }
 }
 
@@ -345,10 +379,10 @@ fn main() -> anyhow::Result<()> {
                 path.display()
             );
             if cli.headless {
-                let plan = plan(&settings, &peer, host, Retry::Forever)?;
-                runtime
-                    .block_on(headless::run(plan, std::future::pending()))
-                    .map(drop)
+                let (plan, recorder) = plan(&settings, &peer, host, Retry::Forever)?;
+                let ran = runtime.block_on(headless::run(plan, std::future::pending()));
+                finish_recording(recorder);
+                ran.map(drop)
             } else {
                 window(
                     &runtime,
@@ -388,10 +422,10 @@ fn main() -> anyhow::Result<()> {
                     ..Settings::default()
                 };
                 args.patch().apply(&mut settings);
-                let plan = plan(&settings, &peer, host, Retry::UnlessFirstUnreachable)?;
-                return runtime
-                    .block_on(headless::run(plan, std::future::pending()))
-                    .map(drop);
+                let (plan, recorder) = plan(&settings, &peer, host, Retry::UnlessFirstUnreachable)?;
+                let ran = runtime.block_on(headless::run(plan, std::future::pending()));
+                finish_recording(recorder);
+                return ran.map(drop);
             }
             window(
                 &runtime,
@@ -434,28 +468,59 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// What a session with no window runs: the settings' mode (a viewer that only receives: a
-/// kiosk with no screen shows nothing).
+/// kiosk with no screen shows nothing), and its recorder, recording, when the settings say so.
 fn plan(
     settings: &Settings,
     peer: &PeerSettings,
     host: (SocketAddr, SocketAddr),
     retry: Retry,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<(Plan, Option<Recorder>)> {
     Ok(match settings.mode {
-        Mode::Broadcaster => Plan::Broadcast(Box::new(BroadcastPlan {
-            settings: {
-                let broadcast = settings.broadcast(peer).map_err(anyhow::Error::msg)?;
-                // A bad picture or video file is said now, not as the test pattern's excuse.
-                let video = &broadcast.video;
-                file_source::check(&video.source, video.width, video.height, video.encoder.fps)?;
-                broadcast
-            },
-            host: settings.host_server.then_some(host),
-            preview: None,
-            retry,
-        })),
-        Mode::Viewer => Plan::View(Box::new(view_plan(settings, peer, retry, Vec::new())?)),
+        Mode::Broadcaster => {
+            let broadcast = settings.broadcast(peer).map_err(anyhow::Error::msg)?;
+            // A bad picture or video file is said now, not as the test pattern's excuse.
+            let video = &broadcast.video;
+            file_source::check(&video.source, video.width, video.height, video.encoder.fps)?;
+            let recorder = recording(settings, RecordRole::Broadcast)?;
+            let plan = Plan::Broadcast(Box::new(BroadcastPlan {
+                settings: broadcast,
+                host: settings.host_server.then_some(host),
+                preview: None,
+                recorder: recorder.clone(),
+                retry,
+            }));
+            (plan, recorder)
+        }
+        Mode::Viewer => {
+            let recorder = recording(settings, RecordRole::View)?;
+            let sinks: Vec<Arc<dyn ViewSink>> = recorder
+                .iter()
+                .map(|r| Arc::new(RecordView(r.clone())) as Arc<dyn ViewSink>)
+                .collect();
+            let plan = Plan::View(Box::new(view_plan(settings, peer, retry, sinks)?));
+            (plan, recorder)
+        }
     })
+}
+
+/// A recorder already recording, when the settings ask to record from the start.
+fn recording(settings: &Settings, role: RecordRole) -> anyhow::Result<Option<Recorder>> {
+    if !settings.record_on_start {
+        return Ok(None);
+    }
+    let recorder = Recorder::new(role);
+    recorder.start(settings.record().map_err(anyhow::Error::msg)?)?;
+    Ok(Some(recorder))
+}
+
+/// Lets a recording write its last fragment and index before the process exits; says how
+/// it went.
+fn finish_recording(recorder: Option<Recorder>) -> Option<RecordStatus> {
+    let r = recorder?;
+    if !r.stop_and_wait(std::time::Duration::from_secs(10)) {
+        tracing::warn!("the recording did not finish within 10 s");
+    }
+    Some(r.status())
 }
 
 fn view_plan(
@@ -482,7 +547,12 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
         Arc::default(),
         args.audio_wav.as_deref(),
     )?);
-    let sinks: Vec<Arc<dyn ViewSink>> = vec![Arc::new(Display::new(slot.clone())), audio.clone()];
+    let mut sinks: Vec<Arc<dyn ViewSink>> =
+        vec![Arc::new(Display::new(slot.clone())), audio.clone()];
+    let recorder = recording(&settings, RecordRole::View)?;
+    if let Some(r) = &recorder {
+        sinks.push(Arc::new(RecordView(r.clone())));
+    }
     let mut view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
     if let Some(path) = &args.viewport_trace {
         let trace = Trace::load(path)?;
@@ -511,11 +581,17 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
             std::future::pending::<()>().await;
         }
     };
-    let outcome = headless::run(Plan::View(Box::new(view)), until).await?;
+    let outcome = headless::run(Plan::View(Box::new(view)), until).await;
     audio.finish();
+    let recorded = tokio::task::spawn_blocking(move || finish_recording(recorder)).await?;
+    let outcome = outcome?;
     let stats = outcome.stats.unwrap_or_default();
     if let Some(path) = &args.stats_json {
-        let json = serde_json::to_string_pretty(&stats)?;
+        let mut json = serde_json::to_value(&stats)?;
+        if let Some(r) = &recorded {
+            json["record"] = serde_json::to_value(r)?;
+        }
+        let json = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = args.snapshot.clone() {

@@ -21,6 +21,7 @@ pub mod hosting;
 pub mod media;
 pub mod pattern;
 pub mod peer;
+pub mod record;
 pub mod rtp;
 pub mod service;
 pub mod session;

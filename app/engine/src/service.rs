@@ -22,6 +22,7 @@ use crate::capture::{CameraInfo, list_cameras};
 use crate::channels::room::DataRoom;
 use crate::frame::{FrameSlot, VideoFrame, save_png};
 use crate::hosting;
+use crate::record::Recorder;
 use crate::session::{self, Retry, SessionId, SessionState, StopHandle};
 use crate::viewer::{self, ViewCommand, ViewEvent, ViewSettings, ViewSink};
 
@@ -33,6 +34,8 @@ pub struct BroadcastPlan {
     pub host: Option<(SocketAddr, SocketAddr)>,
     /// Where a preview goes, if anything shows one ([`BroadcastCommand::Preview`] turns it on).
     pub preview: Option<Arc<FrameSlot>>,
+    /// Records what is sent while told to ([`Recorder::start`]).
+    pub recorder: Option<Recorder>,
     pub retry: Retry,
 }
 
@@ -318,6 +321,7 @@ async fn run_broadcast(
         mut settings,
         host,
         preview,
+        recorder,
         retry,
     } = plan;
     let mut hosted = None;
@@ -388,18 +392,22 @@ async fn run_broadcast(
         SessionCommand::Broadcast(c) => Ok(c),
         other => Err(other),
     });
+    let lasting = broadcaster::Lasting {
+        room,
+        preview,
+        audio,
+        recorder,
+    };
     supervise("broadcast", &events, stop, retry, |stop| {
-        let (settings, room, preview, audio, events, commands) = (
+        let (settings, lasting, events, commands) = (
             settings.clone(),
-            room.clone(),
-            preview.clone(),
-            audio.clone(),
+            lasting.clone(),
             events.clone(),
             commands.clone(),
         );
         async move {
             let mut commands = commands.lock().await;
-            broadcaster::run(settings, room, preview, audio, &mut commands, &events, stop).await
+            broadcaster::run(settings, lasting, &mut commands, &events, stop).await
         }
     })
     .await;

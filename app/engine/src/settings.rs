@@ -10,9 +10,10 @@ use crate::capture::SourceSpec;
 use crate::channels::room::DataSettings;
 use crate::codec::EncoderSettings;
 use crate::peer::PeerSettings;
+use crate::record::RecordSettings;
 use crate::values::{
     BitrateKbps, BridgeAddr, ControlKey, EncodeThreads, Fps, FrameSize, KeyframeInterval,
-    Projection, ServerUrl,
+    MinFreeMb, Projection, RecordSegment, ServerUrl,
 };
 use crate::viewer::ViewSettings;
 
@@ -104,6 +105,14 @@ pub struct Settings {
     /// Viewer: how loud the broadcast plays (0–2), and whether it is muted.
     pub volume: f32,
     pub playback_muted: bool,
+    /// Both modes: where recordings go; a new file every `record_segment` (`10m`; empty: one
+    /// file); recording stops before the disk's free space falls below `record_min_free_mb`.
+    pub record_dir: String,
+    pub record_segment: String,
+    pub record_min_free_mb: u32,
+    /// Record from the start of each session (kiosk, `--record`); never remembered.
+    #[serde(skip)]
+    pub record_on_start: bool,
 }
 
 impl Default for Settings {
@@ -135,6 +144,10 @@ impl Default for Settings {
             audio_muted: false,
             volume: 1.0,
             playback_muted: false,
+            record_dir: "omnicast-recordings".to_owned(),
+            record_segment: String::new(),
+            record_min_free_mb: 500,
+            record_on_start: false,
         }
     }
 }
@@ -195,6 +208,21 @@ impl Settings {
         }
     }
 
+    /// Where and how to record, or what is wrong with it.
+    pub fn record(&self) -> Result<RecordSettings, String> {
+        let dir = self.record_dir.trim();
+        if dir.is_empty() {
+            return Err("choose a folder for recordings".to_owned());
+        }
+        let mut r = RecordSettings::new(dir, &self.room);
+        r.segment = match self.record_segment.trim() {
+            "" => None,
+            s => Some(s.parse::<RecordSegment>()?.get()),
+        };
+        r.min_free_bytes = u64::from(self.record_min_free_mb) * 1_000_000;
+        Ok(r)
+    }
+
     /// The viewer these settings describe, or what is wrong with them.
     pub fn view(&self, peer: &PeerSettings) -> Result<ViewSettings, String> {
         Ok(ViewSettings {
@@ -231,6 +259,10 @@ pub struct SettingsPatch {
     pub bridge_viewport: Option<bool>,
     pub projection: Option<Projection>,
     pub audio: Option<AudioSource>,
+    /// Record from the start, into this folder.
+    pub record_dir: Option<std::path::PathBuf>,
+    pub record_segment: Option<RecordSegment>,
+    pub record_min_free_mb: Option<MinFreeMb>,
 }
 
 impl SettingsPatch {
@@ -289,6 +321,16 @@ impl SettingsPatch {
         }
         if let Some(a) = &self.audio {
             s.audio = a.to_string();
+        }
+        if let Some(dir) = &self.record_dir {
+            s.record_dir = dir.display().to_string();
+            s.record_on_start = true;
+        }
+        if let Some(segment) = self.record_segment {
+            s.record_segment = humantime::format_duration(segment.get()).to_string();
+        }
+        if let Some(floor) = self.record_min_free_mb {
+            s.record_min_free_mb = floor.mb();
         }
     }
 }

@@ -116,6 +116,57 @@ fn whole(s: &str, range: &RangeInclusive<u32>, what: &str) -> Result<u32, String
     in_range(n as u32, range, what)
 }
 
+/// How long each recording file runs before the next begins: `30s`, `10m`, `1h` (humantime);
+/// 5 s to 24 h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSegment(std::time::Duration);
+
+impl RecordSegment {
+    const MIN_S: u64 = 5;
+    const MAX_S: u64 = 24 * 3600;
+
+    pub fn get(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl FromStr for RecordSegment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?}: {e} (expected a duration such as 30s, 10m or 1h)"))?;
+        if !(Self::MIN_S..=Self::MAX_S).contains(&d.as_secs()) {
+            return Err(format!("{s}: expected 5s to 24h"));
+        }
+        Ok(Self(d))
+    }
+}
+
+/// Free space, in MB, a recording always leaves on its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinFreeMb(u32);
+
+impl MinFreeMb {
+    pub const RANGE: RangeInclusive<u32> = 0..=1_000_000;
+
+    pub fn mb(self) -> u32 {
+        self.0
+    }
+
+    pub fn bytes(self) -> u64 {
+        u64::from(self.0) * 1_000_000
+    }
+}
+
+impl FromStr for MinFreeMb {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        whole(s, &Self::RANGE, "MB").map(Self)
+    }
+}
+
 /// The encoder's target bitrate in kbit/s: 100 to 50,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BitrateKbps(u32);
@@ -443,6 +494,34 @@ impl FromStr for ControlKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_segments_and_floors_are_read_as_people_write_them() {
+        assert_eq!(
+            "10m".parse::<RecordSegment>().map(RecordSegment::get),
+            Ok(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            "1h 30m".parse::<RecordSegment>().map(RecordSegment::get),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        assert!(
+            "2s".parse::<RecordSegment>()
+                .unwrap_err()
+                .contains("5s to 24h")
+        );
+        assert!(
+            "ten"
+                .parse::<RecordSegment>()
+                .unwrap_err()
+                .contains("30s, 10m")
+        );
+        assert_eq!(
+            "500".parse::<MinFreeMb>().map(MinFreeMb::bytes),
+            Ok(500_000_000)
+        );
+        assert!("-1".parse::<MinFreeMb>().is_err());
+    }
 
     #[test]
     fn sizes_parse_within_what_h264_allows() {

@@ -35,6 +35,7 @@ impl OmnicastApp {
             settings,
             host: self.settings.host_server.then_some(self.options.host_bind),
             preview: Some(preview_slot.clone()),
+            recorder: None,
             retry: Retry::Forever,
         };
         match self.service.start_session(Plan::Broadcast(Box::new(plan))) {

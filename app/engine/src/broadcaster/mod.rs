@@ -22,8 +22,9 @@ use crate::audio::send::{AudioFigures, AudioTrack};
 use crate::channels::protocol::Viewport;
 use crate::channels::room::{DataRoom, DataSettings, DataStatus};
 use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
-use crate::media::{H264, KeyframeRequest, OPUS, TrackId, TrackSink, TrackSpec};
+use crate::media::{H264, KeyframeRequest, MediaKind, OPUS, TrackId, TrackSink, TrackSpec};
 use crate::peer::PeerSettings;
+use crate::record::Recorder;
 use crate::service::SessionEvents;
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
@@ -128,17 +129,33 @@ pub const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 /// How often where viewers look is sent while it changes.
 pub const VIEWS_INTERVAL: Duration = Duration::from_millis(100);
 
+/// What a broadcast keeps across its attempts (reconnections).
+#[derive(Clone)]
+pub struct Lasting {
+    /// The data channels' room: the viewport log and the robot bridge.
+    pub room: Arc<DataRoom>,
+    pub preview: Option<PreviewTap>,
+    /// The sound's figures (and mute).
+    pub audio: Arc<AudioFigures>,
+    /// Records what is sent while told to.
+    pub recorder: Option<Recorder>,
+}
+
 /// Runs one attempt at a broadcast until `stop`: its tracks, the signalling, a connection per
 /// viewer. Commands come from `commands`, the status goes to `events`.
 pub async fn run(
     settings: BroadcastSettings,
-    room: Arc<DataRoom>,
-    preview: Option<PreviewTap>,
-    audio: Arc<AudioFigures>,
+    lasting: Lasting,
     commands: &mut mpsc::Receiver<BroadcastCommand>,
     events: &SessionEvents,
     stop: StopSignal,
 ) -> Result<(), SessionError> {
+    let Lasting {
+        room,
+        preview,
+        audio,
+        recorder,
+    } = lasting;
     // The tracks: video, and sound when there is a source for it. Each is encoded once.
     let keyframe = KeyframeRequest::default();
     let video_spec = TrackSpec {
@@ -154,13 +171,21 @@ pub async fn run(
         out.push(OutTrack::new(audio_spec));
     }
     let tracks: Arc<[OutTrack]> = out.into();
-    let sinks: Vec<Box<dyn TrackSink>> = vec![Box::new(tracks[0].sink())];
+    // Each track's frames go to the network and, while it records, the recorder.
+    let sinks_for = |track: &OutTrack, kind: MediaKind| {
+        let mut sinks: Vec<Box<dyn TrackSink>> = vec![Box::new(track.sink())];
+        if let Some(r) = &recorder {
+            sinks.push(Box::new(r.sink(kind)));
+        }
+        sinks
+    };
+    let sinks = sinks_for(&tracks[0], MediaKind::Video);
     let audio_track = match tracks.get(1) {
         Some(track) => Some(
             AudioTrack::start(
                 audio_spec,
                 settings.audio.clone(),
-                vec![Box::new(track.sink())],
+                sinks_for(track, MediaKind::Audio),
                 audio.clone(),
             )
             .map_err(|source| SessionError::Thread {

@@ -229,6 +229,7 @@ pub fn broadcast(settings: BroadcastSettings, preview: Option<Arc<FrameSlot>>) -
         settings,
         host: None,
         preview,
+        recorder: None,
         retry: Retry::Forever,
     })))
 }
