@@ -11,8 +11,11 @@ use omnicast_engine::audio::AudioSource;
 use serde::Deserialize;
 
 use omnicast_engine::capture::{CameraSelector, SourceSpec};
+use omnicast_engine::record::DEFAULT_MIN_FREE_MB;
 use omnicast_engine::settings::{Mode, ProjectionSetting, Settings};
-use omnicast_engine::values::{BitrateKbps, BridgeAddr, ControlKey, Fps, FrameSize, ServerUrl};
+use omnicast_engine::values::{
+    BitrateKbps, BridgeAddr, ControlKey, Fps, FrameSize, MinFreeMb, RecordSegment, ServerUrl,
+};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +28,7 @@ pub struct KioskConfig {
     pub server: ServerSection,
     pub view: ViewSection,
     pub data: DataSection,
+    pub record: RecordSection,
     /// Local address for WebRTC media; default every interface and loopback.
     pub media_bind: Option<SocketAddr>,
 }
@@ -79,6 +83,33 @@ pub struct DataSection {
     pub bridge_viewport: bool,
 }
 
+/// Recording what is sent (broadcaster) or received (viewer), from the start.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSection {
+    /// The folder; no recording when missing.
+    pub dir: Option<PathBuf>,
+    /// A new file every this long: `30s`, `10m`, `1h`; one file when missing.
+    pub segment: Option<Checked<RecordSegment>>,
+    /// Recording stops before the disk's free space falls below this.
+    pub min_free_mb: Checked<MinFreeMb>,
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            segment: None,
+            min_free_mb: Checked(
+                DEFAULT_MIN_FREE_MB
+                    .to_string()
+                    .parse()
+                    .expect("the default is in range"),
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ViewSection {
@@ -95,6 +126,7 @@ impl Default for KioskConfig {
             server: ServerSection::default(),
             view: ViewSection::default(),
             data: DataSection::default(),
+            record: RecordSection::default(),
             media_bind: None,
         }
     }
@@ -260,6 +292,18 @@ impl KioskConfig {
                 .map(|b| b.0.to_string())
                 .unwrap_or_default(),
             bridge_viewport: self.data.bridge_viewport,
+            record_on_start: self.record.dir.is_some(),
+            record_dir: self.record.dir.as_ref().map_or_else(
+                || Settings::default().record_dir,
+                |d| d.display().to_string(),
+            ),
+            record_segment: self
+                .record
+                .segment
+                .as_ref()
+                .map(|s| humantime::format_duration(s.0.get()).to_string())
+                .unwrap_or_default(),
+            record_min_free_mb: self.record.min_free_mb.0.mb(),
             ..Settings::default()
         }
     }
@@ -280,6 +324,29 @@ mod tests {
         assert_eq!(s.source, "camera");
         assert_eq!(s.bridge, "");
         assert!(!s.viewport_log);
+    }
+
+    #[test]
+    fn the_record_section_records_from_the_start() {
+        let c = KioskConfig::parse(
+            "[record]\ndir = \"/var/lib/omnicast\"\nsegment = \"10m\"\nmin_free_mb = 2000\n",
+            "x.toml",
+        )
+        .unwrap();
+        let s = c.settings();
+        assert!(s.record_on_start);
+        let r = s.record().unwrap();
+        assert_eq!(r.dir, PathBuf::from("/var/lib/omnicast"));
+        assert_eq!(r.segment, Some(std::time::Duration::from_secs(600)));
+        assert_eq!(r.min_free_bytes, 2_000_000_000);
+        assert!(!KioskConfig::default().settings().record_on_start);
+        let e = KioskConfig::parse("[record]\nsegment = \"soon\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("record.segment: ") && e.contains("(line 2)"),
+            "{e}"
+        );
     }
 
     #[test]

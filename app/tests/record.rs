@@ -253,6 +253,45 @@ fn a_headless_viewer_records_what_it_receives() {
 }
 
 #[test]
+fn segments_split_a_recording_into_files_of_the_length_asked() {
+    let dir = scratch("segments");
+    let mut args = record_args(&dir);
+    args.extend(["--record-segment".into(), "5s".into()]);
+    let (caster, _url) = headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    caster.wait_for("recording to", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(caster.terminate(Duration::from_secs(15)).success());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let starts: Vec<f64> = files
+        .iter()
+        .map(|f| {
+            let json = std::fs::read_to_string(f.with_extension("json")).unwrap();
+            let sidecar: serde_json::Value = serde_json::from_str(&json).unwrap();
+            sidecar["start_unix_ms"].as_f64().unwrap()
+        })
+        .collect();
+    for (i, f) in files.iter().enumerate().take(2) {
+        // Each full segment is 5 s (its next file begins at the keyframe asked for then)…
+        let d = duration_s(&probe(f));
+        assert!((4.8..=5.1).contains(&d), "file {i}: {d} s");
+        // …and the next one starts where it ended: nothing lost between files.
+        let gap_ms = starts[i + 1] - starts[i] - d * 1000.0;
+        assert!(
+            gap_ms.abs() < 40.0,
+            "{gap_ms} ms between files {i} and {}",
+            i + 1
+        );
+        assert_eq!(codecs(&probe(f)), ["h264", "opus"]);
+    }
+}
+
+#[test]
 fn a_disk_about_to_fill_stops_the_recording_cleanly() {
     // A 20.4 MB tmpfs, seen only by this broadcaster (its own mount namespace); recording must
     // leave 20 MB free, so it stops after ~0.4 MB, and the picture goes on.

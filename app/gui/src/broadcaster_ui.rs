@@ -12,11 +12,13 @@ use omnicast_engine::channels::protocol::Viewport;
 use omnicast_engine::channels::room::DataStatus;
 use omnicast_engine::channels::views::{DEFAULT_ASPECT, Heatmap, outline, to_picture};
 use omnicast_engine::frame::FrameSlot;
+use omnicast_engine::record::RecordRole;
 use omnicast_engine::service::{BroadcastPlan, Plan, SessionCommand};
 use omnicast_engine::session::{Retry, SessionState};
 use omnicast_engine::settings::{ProjectionSetting, SIZE_PRESETS, size_label};
 use omnicast_engine::values::{BitrateKbps, Fps};
 
+use super::recording_ui::{Recording, record_ui};
 use super::{Broadcasting, OmnicastApp, describe};
 
 impl OmnicastApp {
@@ -31,11 +33,15 @@ impl OmnicastApp {
         let preview_slot = Arc::new(FrameSlot::default());
         let wake = self.ctx.clone();
         preview_slot.set_waker(move || wake.request_repaint());
+        let (recording, not_recording) = Recording::new(RecordRole::Broadcast, &self.settings);
+        if let Some(e) = not_recording {
+            self.say(e);
+        }
         let plan = BroadcastPlan {
             settings,
             host: self.settings.host_server.then_some(self.options.host_bind),
             preview: Some(preview_slot.clone()),
-            recorder: None,
+            recorder: Some(recording.recorder.clone()),
             retry: Retry::Forever,
         };
         match self.service.start_session(Plan::Broadcast(Box::new(plan))) {
@@ -53,6 +59,7 @@ impl OmnicastApp {
                     started: std::time::Instant::now(),
                     messages: Default::default(),
                     telemetry_draft: String::new(),
+                    recording,
                 });
             }
             Err(e) => self.say(format!("Cannot broadcast: {e}")),
@@ -61,6 +68,7 @@ impl OmnicastApp {
 
     pub(super) fn stop_broadcast(&mut self) {
         if let Some(b) = self.broadcasting.take() {
+            b.recording.recorder.stop();
             self.stop_session(b.id);
         }
     }
@@ -380,6 +388,14 @@ impl OmnicastApp {
             .broadcasting
             .as_ref()
             .and_then(|b| b.status.as_ref()?.audio.clone());
+        if let Some(b) = &mut self.broadcasting {
+            let said = ui
+                .horizontal(|ui| record_ui(ui, &mut b.recording, &mut self.settings, true))
+                .inner;
+            if let Some(e) = said {
+                self.say(e);
+            }
+        }
         self.sound_ui(ui, audio.as_ref());
         if let Some(data) = self.broadcast_screen_ui(ui)
             && let Some(b) = &self.broadcasting

@@ -4,6 +4,7 @@
 //! [`Service`] on the tokio runtime and its threads, which wake the UI when something changes.
 
 mod broadcaster_ui;
+mod recording_ui;
 pub mod video;
 mod viewer_ui;
 
@@ -108,6 +109,8 @@ struct Broadcasting {
     messages: VecDeque<(String, serde_json::Value)>,
     /// Telemetry being typed.
     telemetry_draft: String,
+    /// Recording what is sent.
+    recording: recording_ui::Recording,
 }
 
 /// Messages from viewers kept on the broadcaster screen.
@@ -130,6 +133,8 @@ struct Viewing {
     message_draft: String,
     /// The level of the sound playing.
     level: Arc<omnicast_engine::audio::Level>,
+    /// Recording what is received.
+    recording: recording_ui::Recording,
 }
 
 /// Frames the window showed, for `--frames` and the statistics.
@@ -292,6 +297,19 @@ impl OmnicastApp {
     /// Bytes the last video frame put on the GPU.
     pub fn bytes_uploaded(&self) -> Option<usize> {
         self.video.as_ref().map(|v| v.bytes_uploaded)
+    }
+
+    /// Takes each recorder's figures; says why a recording stopped by itself.
+    fn refresh_recordings(&mut self) {
+        let stopped = [
+            self.broadcasting
+                .as_mut()
+                .and_then(|b| b.recording.refresh()),
+            self.viewing.as_mut().and_then(|v| v.recording.refresh()),
+        ];
+        for why in stopped.into_iter().flatten() {
+            self.say(why);
+        }
     }
 
     fn say(&mut self, message: impl Into<String>) {
@@ -520,6 +538,7 @@ impl OmnicastApp {
 impl eframe::App for OmnicastApp {
     fn logic(&mut self, ctx: &egui::Context, frame: &mut eframe::Frame) {
         self.drain_events();
+        self.refresh_recordings();
         self.upload_frames(frame);
         self.want_preview();
         self.check_exit();
@@ -565,6 +584,14 @@ impl eframe::App for OmnicastApp {
 
     fn on_exit(&mut self) {
         self.write_report();
+        // A recording's last fragment and index (a fraction of a second; at most 3 s).
+        let recordings = [
+            self.broadcasting.as_ref().map(|b| &b.recording),
+            self.viewing.as_ref().map(|v| &v.recording),
+        ];
+        for r in recordings.into_iter().flatten() {
+            r.recorder.stop_and_wait(Duration::from_secs(3));
+        }
         self.stop_broadcast();
         self.stop_viewing();
     }

@@ -8,12 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use eframe::egui;
 use omnicast_engine::audio::playout::AudioOut;
 use omnicast_engine::frame::FrameSlot;
+use omnicast_engine::record::{RecordRole, RecordView};
 use omnicast_engine::service::{Plan, SessionCommand, ViewPlan};
 use omnicast_engine::session::{Retry, SessionState};
 use omnicast_engine::viewer::display::Display;
 use omnicast_engine::viewer::{AudioStats, ViewCommand, ViewState, ViewerStats};
 
 use super::broadcaster_ui::fit;
+use super::recording_ui::{Recording, record_ui};
 use super::{OmnicastApp, Shown, Viewing, describe};
 
 /// How fast a held arrow key turns the 360° view, degrees a second.
@@ -41,9 +43,17 @@ impl OmnicastApp {
             }
         };
         let level = audio.level.clone();
+        let (recording, not_recording) = Recording::new(RecordRole::View, &self.settings);
+        if let Some(e) = not_recording {
+            self.say(e);
+        }
         let plan = ViewPlan {
             settings,
-            sinks: vec![Arc::new(Display::new(slot.clone())), audio],
+            sinks: vec![
+                Arc::new(Display::new(slot.clone())),
+                audio,
+                Arc::new(RecordView(recording.recorder.clone())),
+            ],
             retry: Retry::Forever,
         };
         match self.service.start_session(Plan::View(Box::new(plan))) {
@@ -59,6 +69,7 @@ impl OmnicastApp {
                     looked: None,
                     message_draft: String::new(),
                     level,
+                    recording,
                 });
             }
             Err(e) => self.say(format!("Cannot connect: {e}")),
@@ -67,6 +78,7 @@ impl OmnicastApp {
 
     pub(super) fn stop_viewing(&mut self) {
         if let Some(v) = self.viewing.take() {
+            v.recording.recorder.stop();
             self.stop_session(v.id);
         }
         self.latest = None;
@@ -104,14 +116,14 @@ impl OmnicastApp {
             ui.add_enabled_ui(!viewing, |ui| {
                 let label = ui.label("Server");
                 let edit = egui::TextEdit::singleline(&mut self.settings.server_url);
-                ui.add(edit.desired_width(220.0)).labelled_by(label.id);
+                ui.add(edit.desired_width(170.0)).labelled_by(label.id);
                 let label = ui.label("Room");
                 let edit = egui::TextEdit::singleline(&mut self.settings.room);
-                ui.add(edit.desired_width(90.0)).labelled_by(label.id);
+                ui.add(edit.desired_width(70.0)).labelled_by(label.id);
                 let label = ui.label("Control key");
                 let edit = egui::TextEdit::singleline(&mut self.settings.control_key)
                     .password(true)
-                    .desired_width(80.0);
+                    .desired_width(60.0);
                 ui.add(edit).labelled_by(label.id).on_hover_text(
                     "The broadcast's control key lets you send messages to the robot",
                 );
@@ -161,6 +173,11 @@ impl OmnicastApp {
                 .clicked()
             {
                 self.save_snapshot();
+            }
+            if let Some(v) = &mut self.viewing
+                && let Some(e) = record_ui(ui, &mut v.recording, &mut self.settings, false)
+            {
+                self.say(e);
             }
         });
         if self.viewing.is_some() && !self.settings.control_key.is_empty() {

@@ -231,6 +231,64 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
         .save(dir.join("broadcaster-screen.png"))
         .unwrap();
 
+    // Both record, from their Record buttons: the broadcaster what it sends, the viewer what
+    // it receives; each shows the time and size while recording, and each file is finished
+    // when stopped.
+    let recordings = shots.join("recordings");
+    for (app, dir) in [(&mut caster, "sent"), (&mut viewer, "received")] {
+        app.state_mut().settings.record_dir = recordings.join(dir).display().to_string();
+        app.get_by_label("Record").click();
+        app.step();
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while [&caster, &viewer]
+        .iter()
+        .any(|a| a.query_by_label_contains("REC 0:02").is_none())
+    {
+        assert!(
+            Instant::now() < until,
+            "two seconds recorded on both: not within 20 s"
+        );
+        caster.step();
+        viewer.step();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    for (app, name) in [(&mut caster, "broadcaster"), (&mut viewer, "viewer")] {
+        let shot = dir.join(format!("{name}-recording.png"));
+        app.render().unwrap().save(shot).unwrap();
+    }
+    for app in [&mut caster, &mut viewer] {
+        app.get_by_label("Stop").click();
+        app.step();
+    }
+    for dir in ["sent", "received"] {
+        let dir = recordings.join(dir);
+        let until = Instant::now() + Duration::from_secs(10);
+        let sidecar = loop {
+            caster.step();
+            viewer.step();
+            let json = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "json"))
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok());
+            if let Some(j) = json.filter(|j| j["complete"] == true) {
+                break j;
+            }
+            assert!(
+                Instant::now() < until,
+                "no finished recording in {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(sidecar["video_frames"].as_u64().unwrap() >= 60, "{sidecar}");
+    }
+    caster.get_by_label("Record");
+    viewer.get_by_label("Record");
+
     // Disconnect, and stopping the broadcast ends it.
     viewer.get_by_label("Disconnect").click();
     viewer.step();

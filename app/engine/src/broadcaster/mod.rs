@@ -175,7 +175,7 @@ pub async fn run(
     let sinks_for = |track: &OutTrack, kind: MediaKind| {
         let mut sinks: Vec<Box<dyn TrackSink>> = vec![Box::new(track.sink())];
         if let Some(r) = &recorder {
-            sinks.push(Box::new(r.sink(kind)));
+            sinks.push(Box::new(r.sink(kind, Some(keyframe.clone()))));
         }
         sinks
     };

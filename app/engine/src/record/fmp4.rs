@@ -30,6 +30,8 @@ pub const VIDEO_TIMESCALE: u32 = 90_000;
 pub const AUDIO_TIMESCALE: u32 = 48_000;
 /// A fragment holds at most this much picture.
 pub const FRAGMENT_VIDEO_TICKS: u64 = VIDEO_TIMESCALE as u64;
+/// The first fragment waits this long at most for sound to begin.
+const FIRST_FRAGMENT_MAX_TICKS: u64 = 3 * VIDEO_TIMESCALE as u64;
 /// libopus's encoder delay at 48 kHz, in samples (6.5 ms).
 const OPUS_PRE_SKIP: u16 = 312;
 /// One Opus frame (20 ms), the length given to a last frame and to lead-in silence.
@@ -259,7 +261,16 @@ impl FileMuxer {
         let step = u32::try_from(step).unwrap_or(u32::MAX);
         self.last_video_step = step;
         self.video.push((held, step));
-        if s.keyframe || s.timestamp - self.fragment_start_ts >= FRAGMENT_VIDEO_TICKS {
+        let span = s.timestamp - self.fragment_start_ts;
+        let close = if self.init_written {
+            s.keyframe || span >= FRAGMENT_VIDEO_TICKS
+        } else {
+            // The first fragment decides the file's tracks (its init segment): it takes at
+            // least a second, and waits up to three for sound to begin.
+            span >= FRAGMENT_VIDEO_TICKS
+                && (!self.audio.is_empty() || span >= FIRST_FRAGMENT_MAX_TICKS)
+        };
+        if close {
             self.fragment_start_ts = s.timestamp;
             return self.fragment().map(Some);
         }
@@ -507,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_lost_picture_stretches_the_one_before_and_shifts_nothing_after() {
-        let pics = pictures(60, 320, 240);
+        let pics = pictures(150, 320, 240);
         let mut m = FileMuxer::new(0, Bytes::from_static(&[0xfc]));
         let mut file = Vec::new();
         for (i, (bits, key)) in pics.iter().enumerate() {
@@ -526,14 +537,14 @@ mod tests {
         file.extend(rest);
         let (v, a) = read_back(&file);
         assert!(a.is_empty());
-        assert_eq!(v.len(), 59);
-        assert_eq!(figures.video_frames, 59);
-        // The 60th picture is at 59 × 3000 ticks of the file, as it was sent.
-        assert_eq!(v[58].0, 59 * 3000);
+        assert_eq!(v.len(), 149);
+        assert_eq!(figures.video_frames, 149);
+        // The last picture is at 149 × 3000 ticks of the file, as it was sent.
+        assert_eq!(v[148].0, 149 * 3000);
         assert_eq!(v[9], (9 * 3000, 6000, pics[9].0.len()));
         assert_eq!(v[10].0, 11 * 3000);
-        // A fragment a second (30 pictures at 30 fps): two, and the last.
-        assert!(figures.fragments >= 2, "{figures:?}");
+        // With no sound the first fragment waits 3 s for it; then a fragment a second.
+        assert_eq!(figures.fragments, 3, "{figures:?}");
     }
 
     #[test]

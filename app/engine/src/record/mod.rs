@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::media::{EncodedFrame, MediaKind, TrackSink, TrackSpec};
+use crate::media::{EncodedFrame, KeyframeRequest, MediaKind, TrackSink, TrackSpec};
 use crate::viewer::{ViewContext, ViewSink};
 use fmp4::RecSample;
 
@@ -120,6 +120,9 @@ struct Shared {
     recording: AtomicBool,
     /// The queue overflowed: drop everything until a picture keyframe goes through.
     resync: AtomicBool,
+    /// A file is to begin (recording started, a segment is due): ask the encoder (or, on a
+    /// viewer, the sender) for a keyframe rather than wait for the next scheduled one.
+    want_keyframe: AtomicBool,
     fragments_dropped: AtomicU64,
     frames_dropped: AtomicU64,
     status: Mutex<RecordStatus>,
@@ -140,6 +143,7 @@ impl Recorder {
             queue: Mutex::new(None),
             recording: AtomicBool::new(false),
             resync: AtomicBool::new(false),
+            want_keyframe: AtomicBool::new(false),
             fragments_dropped: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
             status: Mutex::new(RecordStatus::default()),
@@ -187,6 +191,7 @@ impl Recorder {
                 .map_err(RecordError::Thread)?,
         );
         *self.0.queue.lock() = Some(tx);
+        self.0.want_keyframe.store(true, Ordering::Relaxed);
         self.0.recording.store(true, Ordering::Release);
         tracing::info!(
             "recording what this {} into {}",
@@ -232,6 +237,10 @@ impl Recorder {
         }
     }
 
+    pub fn role(&self) -> RecordRole {
+        self.0.role
+    }
+
     pub fn is_recording(&self) -> bool {
         self.0.recording.load(Ordering::Acquire)
     }
@@ -243,11 +252,12 @@ impl Recorder {
         s
     }
 
-    /// A sink for a track of `kind`.
-    pub fn sink(&self, kind: MediaKind) -> RecordSink {
+    /// A sink for a track of `kind`; `keyframe` asks for a keyframe when a file is to begin.
+    pub fn sink(&self, kind: MediaKind, keyframe: Option<KeyframeRequest>) -> RecordSink {
         RecordSink {
             shared: self.0.clone(),
             kind,
+            keyframe,
         }
     }
 }
@@ -256,6 +266,7 @@ impl Recorder {
 pub struct RecordSink {
     shared: Arc<Shared>,
     kind: MediaKind,
+    keyframe: Option<KeyframeRequest>,
 }
 
 impl TrackSink for RecordSink {
@@ -265,6 +276,12 @@ impl TrackSink for RecordSink {
             return;
         }
         let video = self.kind == MediaKind::Video;
+        if video
+            && let Some(k) = &self.keyframe
+            && shared.want_keyframe.swap(false, Ordering::Relaxed)
+        {
+            k.request();
+        }
         if shared.resync.load(Ordering::Relaxed) && !(video && frame.keyframe) {
             shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -311,7 +328,10 @@ impl TrackSink for RecordSink {
 pub struct RecordView(pub Recorder);
 
 impl ViewSink for RecordView {
-    fn sink_for(&self, track: &TrackSpec, _ctx: &ViewContext) -> Option<Box<dyn TrackSink>> {
-        Some(Box::new(self.0.sink(track.codec.kind)))
+    fn sink_for(&self, track: &TrackSpec, ctx: &ViewContext) -> Option<Box<dyn TrackSink>> {
+        // A keyframe asked for goes to the sender as a PLI.
+        Some(Box::new(
+            self.0.sink(track.codec.kind, Some(ctx.keyframe.clone())),
+        ))
     }
 }

@@ -36,6 +36,9 @@ fn silent_opus() -> Bytes {
     }
 }
 
+/// How early a segment's next file may begin, to start at the keyframe asked for it.
+const SEGMENT_EARLY_S: f64 = 0.1;
+
 struct Open {
     file: File,
     path: PathBuf,
@@ -51,6 +54,8 @@ struct Writer<'a> {
     /// The last sound frames, to start the next file's sound with.
     recent_sound: VecDeque<RecSample>,
     files: u64,
+    /// The keyframe for the next segment has been asked for.
+    keyframe_asked: bool,
     /// Picture in the files already finished.
     finished_ticks: u64,
     left_out: u64,
@@ -69,6 +74,7 @@ pub(super) fn run(rx: &Receiver<RecSample>, settings: &RecordSettings, shared: &
         open: None,
         recent_sound: VecDeque::with_capacity(8),
         files: 0,
+        keyframe_asked: false,
         finished_ticks: 0,
         left_out: 0,
     };
@@ -110,12 +116,20 @@ impl Writer<'_> {
             self.recent_sound.push_back(s.clone());
         }
         if s.kind == MediaKind::Video
-            && s.keyframe
             && let Some(segment) = self.settings.segment
             && self.muxer.start_unix_ns().is_some()
-            && self.muxer.video_ticks() as f64 / f64::from(VIDEO_TIMESCALE) >= segment.as_secs_f64()
         {
-            self.next_file()?;
+            // The next file is due a frame or so early: the keyframe it starts with is asked
+            // for then, and it begins at the first keyframe after.
+            let recorded = self.muxer.video_ticks() as f64 / f64::from(VIDEO_TIMESCALE);
+            if recorded + SEGMENT_EARLY_S >= segment.as_secs_f64() {
+                if s.keyframe {
+                    self.next_file()?;
+                } else if !self.keyframe_asked {
+                    self.keyframe_asked = true;
+                    self.shared.want_keyframe.store(true, Ordering::Relaxed);
+                }
+            }
         }
         match self.muxer.push(s) {
             Ok(Some(bytes)) => self.write(&bytes),
@@ -150,6 +164,7 @@ impl Writer<'_> {
     /// Finishes this file and starts the next with the sound just before.
     fn next_file(&mut self) -> Result<(), Stopped> {
         self.finish_file(false)?;
+        self.keyframe_asked = false;
         self.muxer = FileMuxer::new(now_unix_s(), self.silence.clone());
         for a in std::mem::take(&mut self.recent_sound) {
             let _ = self.muxer.push(&a);
