@@ -122,8 +122,10 @@ struct BroadcastArgs {
     #[arg(long, env = "OMNICAST_KEY", hide_env_values = true)]
     key: Option<String>,
     /// What to send: test-pattern, camera (the first), camera:INDEX, camera:NAME,
-    /// image:FILE (PNG or JPEG, scaled to --size) or y4m:FILE (YUV4MPEG2 video, looped); the
-    /// test pattern stands in while no camera works [default: camera].
+    /// image:FILE (PNG or JPEG, scaled to --size), y4m:FILE (YUV4MPEG2 video, looped) or
+    /// mp4:FILE (a recording, looped: sent as recorded when its H.264 is Constrained Baseline,
+    /// as Omnicast's are, with its Opus sound; else re-encoded); the test pattern stands in
+    /// while no camera works [default: camera].
     #[arg(long)]
     source: Option<SourceSpec>,
     /// Picture size, WIDTHxHEIGHT, up to 3840x2160; 2:1 for a 360° camera [default: 1280x720].

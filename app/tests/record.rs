@@ -2,7 +2,9 @@
 //! files would: the broadcaster's 10 s of test pattern and test tone (H.264 and Opus, the
 //! right duration, every stamped frame in order, the beeps where the capture clock puts them),
 //! a recording killed with SIGKILL still plays, a headless viewer records what it receives, and
-//! a disk about to fill stops the recording cleanly (a small tmpfs in a mount namespace).
+//! a disk about to fill stops the recording cleanly (a small tmpfs in a mount namespace); a
+//! recording replayed as the source reaches a viewer byte for byte (a High-profile file is
+//! re-encoded instead, a bogus one refused).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use omnicast_engine::audio::tone::BeepDetector;
+use omnicast_engine::replay::Mp4Reader;
 use omnicast_engine::stamp;
 use support::{headless_broadcaster, omnicast};
 
@@ -207,6 +210,13 @@ fn a_recording_killed_mid_way_still_plays_up_to_its_last_second() {
         seqs.len()
     );
     assert!(duration_s(&p) >= 6.0, "{} s", duration_s(&p));
+    // Replay reads it as far as it goes, and says it was cut off rather than failing.
+    let mut reader = Mp4Reader::open(&file).unwrap();
+    let mut n = 0;
+    while reader.next_sample().unwrap().is_some() {
+        n += 1;
+    }
+    assert!(n >= 6 * (30 + 50), "{n} samples");
 }
 
 #[test]
@@ -334,4 +344,135 @@ fn a_disk_about_to_fill_stops_the_recording_cleanly() {
     let p = probe(&file);
     assert_eq!(codecs(&p), ["h264"]);
     assert!(duration_s(&p) >= 3.0, "{} s", duration_s(&p));
+}
+
+/// A recording's pictures as stored (length-prefixed NAL units), each with its keyframe flag.
+fn pictures(file: &Path) -> Vec<(Vec<u8>, bool)> {
+    let mut reader = Mp4Reader::open(file).unwrap();
+    let mut out = Vec::new();
+    while let Some(s) = reader.next_sample().unwrap() {
+        if s.kind == shiguredo_mp4::TrackKind::Video {
+            out.push((s.data, s.keyframe));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_recording_replayed_as_the_source_reaches_viewers_as_recorded() {
+    // Recorded with a keyframe a second, so a viewer joining the replay soon has one.
+    let dir = scratch("replay");
+    let (a_dir, b_dir) = (dir.join("recorded"), dir.join("received"));
+    let mut args = record_args(&a_dir);
+    args.extend(["--keyframe-interval".into(), "30".into()]);
+    let (caster, _url) = headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    caster.wait_for("recording to", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(caster.terminate(Duration::from_secs(15)).success());
+    let (recorded, _) = recording(&a_dir);
+
+    let source = format!("mp4:{}", recorded.display());
+    let (replay, url) = headless_broadcaster(&["--source", &source]);
+    let status = omnicast()
+        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
+        .args(["--server", &url, "--frames", "200", "--record"])
+        .arg(&b_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(replay);
+    let (received, _) = recording(&b_dir);
+
+    // Every picture the viewer got is the recorded one, byte for byte, in order across the
+    // loop: nothing was decoded and encoded again.
+    let sent = pictures(&recorded);
+    let got = pictures(&received);
+    assert!(got.len() >= 150, "{} pictures received", got.len());
+    assert!(
+        got.len() > sent.len(),
+        "the replay looped: {} of {}",
+        got.len(),
+        sent.len()
+    );
+    let first = sent
+        .iter()
+        .position(|p| p.0 == got[0].0)
+        .expect("the first picture received is one recorded");
+    for (k, (data, _)) in got.iter().enumerate() {
+        let (want, _) = &sent[(first + k) % sent.len()];
+        assert!(
+            data == want,
+            "picture {k} differs from recorded picture {}",
+            (first + k) % sent.len()
+        );
+    }
+    // And the recording's sound came with it.
+    assert!(beeps(&received).len() >= 3);
+}
+
+#[test]
+fn a_recording_viewers_cannot_take_as_it_is_is_re_encoded() {
+    // High profile (libx264), as a camera's own recorder might make: decoded and encoded again.
+    let dir = scratch("reencode");
+    let file = dir.join("high.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-t",
+            "3",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let source = format!("mp4:{}", file.display());
+    let (replay, url) = headless_broadcaster(&["--source", &source]);
+    replay.wait_for(
+        "is not Constrained Baseline: re-encoding it",
+        Duration::from_secs(20),
+    );
+    let out = omnicast()
+        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
+        .args(["--server", &url, "--frames", "60"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("decoded 60 frames (320x240)"), "{said}");
+}
+
+#[test]
+fn a_file_that_is_not_a_recording_is_refused_with_the_reason() {
+    let dir = scratch("bogus");
+    let file = dir.join("bogus.mp4");
+    std::fs::write(&file, b"this is not an MP4 file at all").unwrap();
+    let out = omnicast()
+        .args(["broadcast", "--headless", "--bind", "127.0.0.1:0"])
+        .args(["--stun-bind", "127.0.0.1:0", "--source"])
+        .arg(format!("mp4:{}", file.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("bogus.mp4") && said.contains("not an MP4 file"),
+        "{said}"
+    );
 }

@@ -38,6 +38,9 @@ pub enum SourceSpec {
     Image(std::path::PathBuf),
     /// A YUV4MPEG2 video, looped.
     Y4m(std::path::PathBuf),
+    /// A recording (MP4 with H.264, and Opus), looped: sent as recorded when viewers can take
+    /// its H.264 as it is, else re-encoded.
+    Mp4(std::path::PathBuf),
 }
 
 impl FromStr for SourceSpec {
@@ -52,12 +55,15 @@ impl FromStr for SourceSpec {
                 Ok(i) => CameraSelector::Index(i),
                 Err(_) => CameraSelector::Name(sel.to_owned()),
             })),
-            Some(("image" | "y4m", "")) => Err(format!("{s}: needs a file after the colon")),
+            Some(("image" | "y4m" | "mp4", "")) => {
+                Err(format!("{s}: needs a file after the colon"))
+            }
             Some(("image", path)) => Ok(Self::Image(path.into())),
             Some(("y4m", path)) => Ok(Self::Y4m(path.into())),
+            Some(("mp4", path)) => Ok(Self::Mp4(path.into())),
             _ => Err(format!(
                 "unknown source {s:?}: expected test-pattern, camera, camera:INDEX, camera:NAME, \
-                 image:FILE or y4m:FILE"
+                 image:FILE, y4m:FILE or mp4:FILE"
             )),
         }
     }
@@ -72,6 +78,7 @@ impl fmt::Display for SourceSpec {
             Self::Camera(CameraSelector::Name(n)) => write!(f, "camera:{n}"),
             Self::Image(p) => write!(f, "image:{}", p.display()),
             Self::Y4m(p) => write!(f, "y4m:{}", p.display()),
+            Self::Mp4(p) => write!(f, "mp4:{}", p.display()),
         }
     }
 }

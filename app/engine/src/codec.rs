@@ -8,7 +8,7 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource as _;
 
-use super::frame::Nv12;
+use super::frame::{I420, Nv12};
 use super::stamp::{self, Stamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +208,41 @@ impl H264Decoder {
         let stamp = stamp::read(yuv.y(), strides.0, width, height);
         picture.copy_from_i420((width, height), (yuv.y(), yuv.u(), yuv.v()), strides);
         Ok(Some(Decoded { stamp }))
+    }
+}
+
+impl H264Decoder {
+    /// Decodes one access unit (Annex B) into `picture` as I420 (resized as needed), for
+    /// encoding again; false when no picture came out yet.
+    pub fn decode_i420(
+        &mut self,
+        access_unit: &[u8],
+        picture: &mut I420,
+    ) -> Result<bool, CodecError> {
+        let Some(yuv) = self
+            .inner
+            .decode(access_unit)
+            .map_err(CodecError::Decoder)?
+        else {
+            return Ok(false);
+        };
+        let (width, height) = yuv.dimensions();
+        if (picture.width(), picture.height()) != (width, height) {
+            *picture = I420::new(width, height);
+        }
+        let (sy, su, sv) = yuv.strides();
+        let (cw, ch) = picture.chroma_size();
+        let (y, u, v) = picture.planes_mut();
+        for (dst, src, stride, w, h) in [
+            (y, yuv.y(), sy, width, height),
+            (u, yuv.u(), su, cw, ch),
+            (v, yuv.v(), sv, cw, ch),
+        ] {
+            for row in 0..h {
+                dst[row * w..(row + 1) * w].copy_from_slice(&src[row * stride..row * stride + w]);
+            }
+        }
+        Ok(true)
     }
 }
 

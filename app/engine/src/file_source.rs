@@ -231,6 +231,14 @@ pub fn check(spec: &SourceSpec, width: u32, height: u32, fps: f32) -> Result<(),
             let (w, h) = (source.decoder.get_width(), source.decoder.get_height());
             source.next_into(&mut I420::new(w, h))
         }
+        SourceSpec::Mp4(path) => {
+            crate::replay::probe(path)
+                .map(drop)
+                .map_err(|e| CaptureError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+        }
         SourceSpec::TestPattern | SourceSpec::Camera(_) => Ok(()),
     }
 }

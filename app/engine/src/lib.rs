@@ -22,6 +22,7 @@ pub mod media;
 pub mod pattern;
 pub mod peer;
 pub mod record;
+pub mod replay;
 pub mod rtp;
 pub mod service;
 pub mod session;

@@ -289,8 +289,10 @@ impl OmnicastApp {
             match source.parse::<SourceSpec>() {
                 Ok(SourceSpec::TestPattern) => "Test pattern".to_owned(),
                 Ok(SourceSpec::Camera(_)) if source == "camera" => "First camera".to_owned(),
-                Ok(SourceSpec::Image(_) | SourceSpec::Y4m(_)) => "Picture or video file".to_owned(),
-                _ if is_file_source(source) => "Picture or video file".to_owned(),
+                Ok(SourceSpec::Image(_) | SourceSpec::Y4m(_) | SourceSpec::Mp4(_)) => {
+                    "Picture, video or recording".to_owned()
+                }
+                _ if is_file_source(source) => "Picture, video or recording".to_owned(),
                 _ => source.strip_prefix("camera:").unwrap_or(source).to_owned(),
             }
         };
@@ -352,7 +354,8 @@ impl OmnicastApp {
         }
     }
 
-    /// The file of a picture or video source: PNG/JPEG (scaled to the size) or YUV4MPEG2.
+    /// The file of a picture or video source: PNG/JPEG (scaled to the size), YUV4MPEG2, or a
+    /// recording (MP4).
     fn source_file_ui(&mut self, ui: &mut egui::Ui) {
         if !is_file_source(&self.settings.source) {
             return;
@@ -363,18 +366,23 @@ impl OmnicastApp {
             .split_once(':')
             .map_or_else(String::new, |(_, p)| p.to_owned());
         let label = ui.label("File");
-        let edit =
-            egui::TextEdit::singleline(&mut path).hint_text("/path/to/picture.png or video.y4m");
+        let edit = egui::TextEdit::singleline(&mut path)
+            .hint_text("picture.png, video.y4m, recording.mp4");
         if ui
             .add(edit)
             .labelled_by(label.id)
             .on_hover_text(
-                "A PNG or JPEG picture (scaled to the size) or a YUV4MPEG2 video (.y4m, looped)",
+                "A PNG or JPEG picture (scaled to the size), a YUV4MPEG2 video (.y4m, looped) or a \
+                 recording (.mp4, looped; sent as recorded when its H.264 is Constrained \
+                 Baseline, as Omnicast's recordings are)",
             )
             .changed()
         {
-            let kind = if path.to_ascii_lowercase().ends_with(".y4m") {
+            let lower = path.to_ascii_lowercase();
+            let kind = if lower.ends_with(".y4m") {
                 "y4m"
+            } else if lower.ends_with(".mp4") || lower.ends_with(".m4v") {
+                "mp4"
             } else {
                 "image"
             };
@@ -648,7 +656,9 @@ pub(super) fn fit(size: [usize; 2], space: egui::Vec2) -> egui::Vec2 {
 
 /// Is `source` a picture or video file (chosen, perhaps with no file yet)?
 fn is_file_source(source: &str) -> bool {
-    source.starts_with("image:") || source.starts_with("y4m:")
+    ["image:", "y4m:", "mp4:"]
+        .iter()
+        .any(|kind| source.starts_with(kind))
 }
 
 fn projection_label(p: ProjectionSetting) -> &'static str {

@@ -10,6 +10,8 @@ pub(crate) struct Recording {
     pub(crate) recorder: Recorder,
     /// Its figures at the last [`Recording::refresh`].
     status: RecordStatus,
+    /// When it was started here: the clock shown runs from then.
+    started: Option<std::time::Instant>,
 }
 
 impl Recording {
@@ -19,6 +21,7 @@ impl Recording {
         let mut r = Self {
             recorder: Recorder::new(role),
             status: RecordStatus::default(),
+            started: None,
         };
         let error = if settings.record_on_start {
             r.toggle(settings).err()
@@ -50,6 +53,7 @@ impl Recording {
             .start(record)
             .map_err(|e| format!("Not recording: {e}"))?;
         self.status = self.recorder.status();
+        self.started = Some(std::time::Instant::now());
         Ok(())
     }
 }
@@ -66,10 +70,13 @@ pub(crate) fn record_ui(
     let s = recording.status.clone();
     let mut said = None;
     if s.recording {
+        // The clock runs on its own.
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(250));
         ui.label(
             egui::RichText::new(format!(
                 "REC {} · {}",
-                clock(s.recorded_s),
+                clock(recording.started.map_or(0.0, |t| t.elapsed().as_secs_f64())),
                 megabytes(s.bytes_written)
             ))
             .color(egui::Color32::from_rgb(230, 40, 40)),

@@ -241,16 +241,17 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
         app.step();
     }
     let until = Instant::now() + Duration::from_secs(20);
-    while [&caster, &viewer]
-        .iter()
-        .any(|a| a.query_by_label_contains("REC 0:02").is_none())
-    {
+    let mut shown = [false; 2];
+    while !shown.iter().all(|s| *s) {
         assert!(
             Instant::now() < until,
-            "two seconds recorded on both: not within 20 s"
+            "two seconds recorded on both: not within 20 s ({shown:?})"
         );
         caster.step();
         viewer.step();
+        for (seen, app) in shown.iter_mut().zip([&caster, &viewer]) {
+            *seen |= app.query_by_label_contains("REC 0:02").is_some();
+        }
         std::thread::sleep(Duration::from_millis(15));
     }
     for (app, name) in [(&mut caster, "broadcaster"), (&mut viewer, "viewer")] {

@@ -194,6 +194,19 @@ impl JitterBuffer {
         {
             self.packets.pop_first();
         }
+        // A sender whose timestamps stepped off the 20 ms grid (a source started over, a
+        // microphone back after a pause): play on from its packet within this frame's time.
+        if let Some((&ts, _)) = self.packets.first_key_value()
+            && ts < next + FRAME_TS
+            && let Some((data, arrived)) = self.packets.remove(&ts)
+        {
+            self.empty_in_row = 0;
+            self.next = Some(ts + FRAME_TS);
+            self.stats.played += 1;
+            self.last_played = Some(ts);
+            self.observe_wait(now, now.saturating_duration_since(arrived));
+            return Pop::Frame(data);
+        }
         if self.packets.is_empty() {
             self.empty_in_row += 1;
             if self.empty_in_row > UNDERRUN_FRAMES {
@@ -327,6 +340,29 @@ mod tests {
             "{:?}",
             jb.target()
         );
+    }
+
+    #[test]
+    fn timestamps_stepping_off_the_frame_grid_keep_playing() {
+        // A sender that starts over (a recording replayed from its beginning) continues its
+        // timestamps from a point that is not a whole number of frames on.
+        let mut jb = JitterBuffer::default();
+        let t0 = Instant::now();
+        let mut played = 0;
+        for tick in 0..200u64 {
+            let ts = if tick < 100 {
+                tick * FRAME_TS
+            } else {
+                tick * FRAME_TS + 333
+            };
+            let now = t0 + Duration::from_millis(tick * 20);
+            jb.push(ts, packet(tick), now + Duration::from_millis(5));
+            if let Pop::Frame(_) = jb.pop(now + Duration::from_millis(10)) {
+                played += 1;
+            }
+        }
+        assert!(played >= 195, "{played} played; {:?}", jb.stats);
+        assert!(jb.stats.concealed <= 2, "{:?}", jb.stats);
     }
 
     #[test]

@@ -19,12 +19,14 @@ use tokio::sync::mpsc;
 
 use crate::audio::AudioSource;
 use crate::audio::send::{AudioFigures, AudioTrack};
+use crate::capture::SourceSpec;
 use crate::channels::protocol::Viewport;
 use crate::channels::room::{DataRoom, DataSettings, DataStatus};
 use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
 use crate::media::{H264, KeyframeRequest, MediaKind, OPUS, TrackId, TrackSink, TrackSpec};
 use crate::peer::PeerSettings;
 use crate::record::Recorder;
+use crate::replay::{self, Replay, ReplaySinks};
 use crate::service::SessionEvents;
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
@@ -166,8 +168,29 @@ pub async fn run(
         id: TrackId(1),
         codec: &OPUS,
     };
+    // A recording whose H.264 viewers can take as it is goes out as recorded, its sound too.
+    let replay = match &settings.video.source {
+        SourceSpec::Mp4(path) => match replay::probe(path) {
+            Ok(info) if info.sendable_as_is => Some((path.clone(), info)),
+            Ok(info) => {
+                tracing::info!(
+                    "{}: H.264 profile {} is not Constrained Baseline: re-encoding it",
+                    path.display(),
+                    info.profile
+                );
+                None
+            }
+            // Said, and retried, by the capture thread as for any file.
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let sound = match &replay {
+        Some((_, info)) => info.opus,
+        None => !settings.audio.is_none(),
+    };
     let mut out = vec![OutTrack::new(video_spec)];
-    if !settings.audio.is_none() {
+    if sound {
         out.push(OutTrack::new(audio_spec));
     }
     let tracks: Arc<[OutTrack]> = out.into();
@@ -180,49 +203,80 @@ pub async fn run(
         sinks
     };
     let sinks = sinks_for(&tracks[0], MediaKind::Video);
-    let audio_track = match tracks.get(1) {
-        Some(track) => Some(
-            AudioTrack::start(
-                audio_spec,
-                settings.audio.clone(),
-                sinks_for(track, MediaKind::Audio),
-                audio.clone(),
-            )
-            .map_err(|source| SessionError::Thread {
-                what: "audio",
-                source,
-            })?,
-        ),
-        None => None,
+    let thread_error = |what| move |source| SessionError::Thread { what, source };
+    let (picture, audio_track) = if let Some((path, _)) = replay {
+        let figures = Arc::new(VideoFigures::default());
+        let sinks = ReplaySinks {
+            video: (video_spec.id, sinks),
+            audio: tracks
+                .get(1)
+                .map(|t| (audio_spec.id, sinks_for(t, MediaKind::Audio))),
+        };
+        let replay = Replay::start(path, sinks, keyframe.clone(), figures.clone())
+            .map_err(thread_error("replay"))?;
+        (Picture::Replayed(replay, figures), None)
+    } else {
+        let audio_track = match tracks.get(1) {
+            Some(track) => Some(
+                AudioTrack::start(
+                    audio_spec,
+                    settings.audio.clone(),
+                    sinks_for(track, MediaKind::Audio),
+                    audio.clone(),
+                )
+                .map_err(thread_error("audio"))?,
+            ),
+            None => None,
+        };
+        let video = VideoTrack::start(
+            video_spec,
+            &settings.video,
+            sinks,
+            keyframe.clone(),
+            preview.clone(),
+        )
+        .map_err(thread_error("media"))?;
+        (Picture::Encoded(video), audio_track)
     };
-    let video = VideoTrack::start(
-        video_spec,
-        &settings.video,
-        sinks,
-        keyframe.clone(),
-        preview.clone(),
-    )
-    .map_err(|source| SessionError::Thread {
-        what: "media",
-        source,
-    })?;
     let result = Broadcast {
         settings: &settings,
         room,
         tracks,
         keyframe,
         preview,
-        figures: video.figures(),
+        figures: picture.figures(),
         audio: audio_track.is_some().then_some(&*audio),
         events,
     }
     .signalling(commands, stop)
     .await;
-    video.stop().await;
+    picture.stop().await;
     if let Some(a) = audio_track {
         a.stop().await;
     }
     result
+}
+
+/// Where the picture comes from: encoded here, or a recording sent as recorded.
+enum Picture {
+    Encoded(VideoTrack),
+    Replayed(Replay, Arc<VideoFigures>),
+}
+
+impl Picture {
+    fn figures(&self) -> &VideoFigures {
+        match self {
+            Self::Encoded(v) => v.figures(),
+            Self::Replayed(_, f) => f,
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Encoded(v) => v.stop().await,
+            Self::Replayed(r, _) => r.stop().await,
+        }
+    }
 }
 
 struct Broadcast<'a> {

@@ -18,6 +18,7 @@ use crate::file_source::{ImageSource, Y4mSource};
 use crate::frame::{FrameSlot, I420, Nv12, VideoFrame};
 use crate::media::{EncodedFrame, KeyframeRequest, TrackSink, TrackSpec};
 use crate::pattern::TestPattern;
+use crate::replay::Mp4Pictures;
 use crate::stamp::Stamp;
 
 /// What the video track sends.
@@ -156,6 +157,10 @@ fn start_camera(
         SourceSpec::Y4m(path) => Box::new(move || {
             Y4mSource::open(&path, fps).map(|c| Box::new(c) as Box<dyn VideoInput>)
         }),
+        // Reaches here only when it must be re-encoded (else it is replayed as recorded).
+        SourceSpec::Mp4(path) => {
+            Box::new(move || Mp4Pictures::open(&path).map(|c| Box::new(c) as Box<dyn VideoInput>))
+        }
     };
     CameraFeed::start(open, CAMERA_RETRY).map(Some)
 }
