@@ -40,6 +40,13 @@
     sendTelemetry,
   };
   window.omnicast = state;
+  /** The Record button: what this page sends. */
+  state.record = omnicastRecorder.attach({
+    button: document.getElementById("record"),
+    label: document.getElementById("recordStatus"),
+    getStream: () => stream,
+    who: "broadcast",
+  });
 
   /** What the picture is: ?projection=flat|equirect, else 360° when the camera's picture is 2:1. */
   function projection() {

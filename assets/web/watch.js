@@ -54,6 +54,13 @@
     phone: false,
   };
   window.omnicast = state;
+  /** The Record button: what this page receives. */
+  state.record = omnicastRecorder.attach({
+    button: $("record"),
+    label: $("recordStatus"),
+    getStream: () => video.srcObject,
+    who: "view",
+  });
 
   /** Sends `data` to the robot (it arrives only with the control key); false if it cannot go. */
   function sendMessage(data) {

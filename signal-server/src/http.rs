@@ -68,6 +68,11 @@ const PAGES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/web/sphere.js"),
     ),
+    (
+        "/recorder.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/web/recorder.js"),
+    ),
 ];
 
 pub(crate) fn router<S>(

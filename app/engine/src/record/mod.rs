@@ -335,3 +335,55 @@ impl ViewSink for RecordView {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::TrackId;
+    use bytes::Bytes;
+
+    fn frame(keyframe: bool) -> EncodedFrame {
+        EncodedFrame {
+            track: TrackId(0),
+            data: Bytes::from_static(b"\0\0\0\x01\x65"),
+            timestamp: 0,
+            keyframe,
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_writer_behind_costs_whole_fragments_counted_never_the_media_thread() {
+        // A recorder whose writer has fallen behind: a queue of two that nobody drains.
+        let recorder = Recorder::new(RecordRole::Broadcast);
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        *recorder.0.queue.lock() = Some(tx);
+        recorder.0.recording.store(true, Ordering::Release);
+        let keyframes = KeyframeRequest::default();
+        let mut video = recorder.sink(MediaKind::Video, Some(keyframes.clone()));
+        let mut sound = recorder.sink(MediaKind::Audio, None);
+        video.accept(&frame(true));
+        video.accept(&frame(false));
+        // Full: this one and everything up to the next keyframe is dropped, at once.
+        let t = Instant::now();
+        video.accept(&frame(false));
+        sound.accept(&frame(true));
+        video.accept(&frame(false));
+        assert!(
+            t.elapsed() < Duration::from_millis(50),
+            "the media thread never waits"
+        );
+        let s = recorder.status();
+        assert_eq!((s.fragments_dropped, s.frames_dropped), (1, 3));
+        // The writer catches up; the next keyframe resumes the recording.
+        assert_eq!(rx.try_iter().count(), 2);
+        video.accept(&frame(false));
+        assert_eq!(recorder.status().frames_dropped, 4, "not before a keyframe");
+        video.accept(&frame(true));
+        sound.accept(&frame(true));
+        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!(recorder.status().fragments_dropped, 1);
+        // Starting asked for a keyframe (none pending here, since `start` was not called).
+        assert!(!keyframes.is_requested());
+    }
+}
