@@ -495,6 +495,7 @@ fn replay_loop(
         |n| n.to_string_lossy().into_owned(),
     );
     let say = |s: String| *figures.source.lock() = s;
+    figures.sent_as_recorded.store(true, Ordering::Relaxed);
     // Media time continues across loops: each pass starts where the last one ended.
     let (mut video_base, mut audio_base) = (0u64, 0u64);
     let mut said_cut = false;

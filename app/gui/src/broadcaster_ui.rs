@@ -463,14 +463,21 @@ impl OmnicastApp {
         }
         ui.separator();
         let threads = status.encoder_threads;
-        ui.label(format!(
-            "{} frames encoded ({:.1} fps), {} keyframes, {:.1} ms a frame on {threads} thread{}",
-            status.frames_encoded,
-            status.fps,
-            status.keyframes,
-            status.encode_ms_avg,
-            if threads == 1 { "" } else { "s" },
-        ));
+        ui.label(if status.sent_as_recorded {
+            format!(
+                "{} frames sent as recorded ({:.1} fps), {} keyframes; nothing encoded",
+                status.frames_encoded, status.fps, status.keyframes,
+            )
+        } else {
+            format!(
+                "{} frames encoded ({:.1} fps), {} keyframes, {:.1} ms a frame on {threads} thread{}",
+                status.frames_encoded,
+                status.fps,
+                status.keyframes,
+                status.encode_ms_avg,
+                if threads == 1 { "" } else { "s" },
+            )
+        });
         data_line_ui(ui, &status.data);
         let preview_height = (ui.available_height() - 200.0).max(120.0);
         if let Some(p) = &b.preview {

@@ -97,6 +97,8 @@ pub struct BroadcastStatus {
     pub encode_ms_avg: f64,
     /// Threads encoding the current picture size.
     pub encoder_threads: u64,
+    /// The frames "encoded" are a recording's, sent as recorded.
+    pub sent_as_recorded: bool,
     /// The data channels: samples, messages, the log, the bridge.
     pub data: DataStatus,
     /// What viewers are told the picture is.
@@ -531,6 +533,7 @@ impl StatusKeeper {
                 / frames_encoded.max(1) as f64
                 / 1e3,
             encoder_threads: figures.encoder_threads.load(Ordering::Relaxed),
+            sent_as_recorded: figures.sent_as_recorded.load(Ordering::Relaxed),
             data: room.status(),
             projection: room.projection(),
             audio,

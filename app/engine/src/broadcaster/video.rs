@@ -43,6 +43,8 @@ pub struct VideoFigures {
     pub encode_us_total: AtomicU64,
     /// Threads encoding the current picture size.
     pub encoder_threads: AtomicU64,
+    /// The frames are a recording's, sent as recorded (nothing is encoded).
+    pub sent_as_recorded: AtomicBool,
 }
 
 /// Where a preview of what goes out is shown, and whether it is shown now (a window on the
