@@ -32,3 +32,4 @@ pub mod slot;
 pub mod stamp;
 pub mod values;
 pub mod viewer;
+pub mod worker;

@@ -29,6 +29,7 @@ use crate::capture::{CameraFrame, CaptureError, VideoInput};
 use crate::codec::H264Decoder;
 use crate::frame::I420;
 use crate::media::{EncodedFrame, KeyframeRequest, TrackId, TrackSink};
+use crate::worker::Worker;
 
 /// The picture's and the sound's RTP clocks.
 const VIDEO_CLOCK: u64 = 90_000;
@@ -352,8 +353,7 @@ pub fn probe(path: &Path) -> Result<Mp4Info, ReplayError> {
 /// time in the file, the picture's to `video` and the sound's (Opus) to `audio`. Keyframe
 /// requests cannot be met: a viewer joining mid-way waits for the file's next keyframe.
 pub struct Replay {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: Worker,
 }
 
 /// The tracks a replay feeds.
@@ -369,31 +369,15 @@ impl Replay {
         keyframe: KeyframeRequest,
         figures: Arc<VideoFigures>,
     ) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("omnicast-replay".into())
-            .spawn({
-                let stop = stop.clone();
-                move || replay_loop(&path, sinks, &keyframe, &figures, &stop)
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        let worker = Worker::spawn("omnicast-replay", move |stop| {
+            replay_loop(&path, sinks, &keyframe, &figures, stop);
+        })?;
+        Ok(Self { worker })
     }
 
     /// Stops the thread and waits for it (off the async threads).
-    pub async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-    }
-}
-
-impl Drop for Replay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    pub async fn stop(self) {
+        self.worker.stop().await;
     }
 }
 

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use super::microphone::Microphone;
 use super::{AudioSource, BITRATE_BPS, FRAME, FRAME_SAMPLES, Level, SAMPLE_RATE, tone};
 use crate::media::{EncodedFrame, TrackSink, TrackSpec};
+use crate::worker::Worker;
 
 /// How often a missing or failed microphone is tried again.
 pub const MIC_RETRY: Duration = Duration::from_secs(5);
@@ -34,8 +35,7 @@ pub struct AudioFigures {
 
 /// The running audio track.
 pub struct AudioTrack {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: Worker,
 }
 
 impl AudioTrack {
@@ -46,31 +46,15 @@ impl AudioTrack {
         sinks: Vec<Box<dyn TrackSink>>,
         figures: Arc<AudioFigures>,
     ) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("omnicast-audio".into())
-                .spawn(move || audio_loop(track, &source, sinks, &figures, &stop))?
-        };
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        let worker = Worker::spawn("omnicast-audio", move |stop| {
+            audio_loop(track, &source, sinks, &figures, stop);
+        })?;
+        Ok(Self { worker })
     }
 
     /// Stops the thread and waits for it (off the async threads).
-    pub async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-    }
-}
-
-impl Drop for AudioTrack {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    pub async fn stop(self) {
+        self.worker.stop().await;
     }
 }
 

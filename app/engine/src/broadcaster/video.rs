@@ -20,6 +20,7 @@ use crate::media::{EncodedFrame, KeyframeRequest, TrackSink, TrackSpec};
 use crate::pattern::TestPattern;
 use crate::replay::Mp4Pictures;
 use crate::stamp::Stamp;
+use crate::worker::Worker;
 
 /// What the video track sends.
 #[derive(Debug, Clone)]
@@ -79,9 +80,8 @@ const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
 
 /// The running video track.
 pub struct VideoTrack {
-    stop: Arc<AtomicBool>,
     figures: Arc<VideoFigures>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: Worker,
 }
 
 impl VideoTrack {
@@ -99,24 +99,18 @@ impl VideoTrack {
         let fps = settings.encoder.fps;
         let camera = start_camera(&settings.source, settings.width, settings.height, fps)?;
         let encoder = H264Encoder::new(settings.encoder);
-        let stop = Arc::new(AtomicBool::new(false));
         let figures = Arc::new(VideoFigures::default());
         let links = Links {
             track,
             sinks,
             keyframe,
-            stop: stop.clone(),
             figures: figures.clone(),
             preview,
         };
-        let thread = std::thread::Builder::new()
-            .name("omnicast-media".into())
-            .spawn(move || media_loop(camera, TestPattern::new(w, h), encoder, fps, links))?;
-        Ok(Self {
-            stop,
-            figures,
-            thread: Some(thread),
-        })
+        let worker = Worker::spawn("omnicast-media", move |stop| {
+            media_loop(camera, TestPattern::new(w, h), encoder, fps, links, stop);
+        })?;
+        Ok(Self { figures, worker })
     }
 
     pub fn figures(&self) -> &VideoFigures {
@@ -124,18 +118,8 @@ impl VideoTrack {
     }
 
     /// Stops the thread and waits for it (off the async threads).
-    pub async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-    }
-}
-
-impl Drop for VideoTrack {
-    fn drop(&mut self) {
-        // Stopped without `stop` (a session aborted): the thread ends on its own.
-        self.stop.store(true, Ordering::Relaxed);
+    pub async fn stop(self) {
+        self.worker.stop().await;
     }
 }
 
@@ -199,7 +183,6 @@ struct Links {
     track: TrackSpec,
     sinks: Vec<Box<dyn TrackSink>>,
     keyframe: KeyframeRequest,
-    stop: Arc<AtomicBool>,
     figures: Arc<VideoFigures>,
     preview: Option<PreviewTap>,
 }
@@ -212,12 +195,12 @@ fn media_loop(
     mut encoder: H264Encoder,
     fps: f32,
     links: Links,
+    stop: &AtomicBool,
 ) {
     let Links {
         track,
         mut sinks,
         keyframe,
-        stop,
         figures,
         preview: preview_tap,
     } = links;
@@ -457,16 +440,25 @@ mod tests {
             },
             sinks: vec![Box::new(Collect(tx))],
             keyframe: KeyframeRequest::default(),
-            stop: stop.clone(),
             figures: Arc::new(VideoFigures::default()),
             preview: None,
         };
         let (w, h) = (160, 96);
         let media = std::thread::Builder::new()
             .name("media-test".into())
-            .spawn(move || {
-                let encoder = H264Encoder::new(EncoderSettings::default());
-                media_loop(Some(camera), TestPattern::new(w, h), encoder, 30.0, links);
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    let encoder = H264Encoder::new(EncoderSettings::default());
+                    media_loop(
+                        Some(camera),
+                        TestPattern::new(w, h),
+                        encoder,
+                        30.0,
+                        links,
+                        &stop,
+                    );
+                }
             })
             .unwrap();
         let mut decoder = H264Decoder::new().unwrap();
