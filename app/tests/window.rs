@@ -164,9 +164,11 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
     let _ = std::fs::remove_dir_all(&home);
 
     let screen = Xvfb::start();
+    let recordings = home.join("caster-recordings");
     let caster = kiosk_window(
         &screen.display,
-        r#"
+        &format!(
+            r#"
             mode = "broadcaster"
             media_bind = "127.0.0.1:0"
             [broadcast]
@@ -174,7 +176,11 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
             size = "1920x960"
             bind = "127.0.0.1:0"
             stun_bind = "127.0.0.1:0"
+            [record]
+            dir = "{}"
         "#,
+            recordings.display()
+        ),
         &home.join("caster"),
     );
     let url = caster.server_url(Duration::from_secs(60));
@@ -206,7 +212,17 @@ fn the_window_shows_moving_video_as_broadcaster_and_as_viewer() {
         let moved = moving_video_on_screen(&screen, (0, 100, 1280, 760), name);
         eprintln!("{name}: {:.1} % of the picture changed", moved * 100.0);
     }
-    drop(caster);
+    // SIGTERM (systemd stopping the kiosk) closes the window as its close button would: the
+    // recording it made from the start is finished, index and all.
+    assert!(caster.terminate(Duration::from_secs(20)).success());
+    let sidecar = std::fs::read_dir(&recordings)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("the kiosk recorded from the start");
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap();
+    assert_eq!(sidecar["complete"], true, "{sidecar}");
     let _ = std::fs::remove_dir_all(&home);
 }
 

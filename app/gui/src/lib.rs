@@ -630,6 +630,17 @@ pub fn run(options: AppOptions, runtime: &tokio::runtime::Handle) -> eframe::Res
     eframe::run_native(
         "omnicast",
         native,
-        Box::new(move |cc| Ok(Box::new(OmnicastApp::new(cc, &runtime, options)))),
+        Box::new(move |cc| {
+            // Ctrl-C or SIGTERM (systemd stopping a kiosk) closes the window as its close
+            // button would: sessions end and a recording writes its last fragment and index.
+            let ctx = cc.egui_ctx.clone();
+            runtime.spawn(async move {
+                omnicast_signal::shutdown_signal().await;
+                tracing::info!("asked to stop: closing the window");
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                ctx.request_repaint();
+            });
+            Ok(Box::new(OmnicastApp::new(cc, &runtime, options)))
+        }),
     )
 }

@@ -292,7 +292,9 @@ impl Writer<'_> {
             RecordRole::Broadcast => {
                 "capture time on the broadcaster's clock (the viewport log's t_received clock)"
             }
-            RecordRole::View => "arrival time on this viewer's clock",
+            RecordRole::View => {
+                "arrival time on this viewer's clock (its viewport samples' t_sent clock)"
+            }
         };
         let mut doc = serde_json::json!({
             "file": open.path.file_name().map(|n| n.to_string_lossy().into_owned()),
