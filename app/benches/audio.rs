@@ -127,10 +127,7 @@ async fn cpu_with(audio: &str, n: usize, seconds: u64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("OMNICAST_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let seconds: u64 = common::env_or("OMNICAST_BENCH_SECONDS", 20);
     println!("omnicast sound: broadcaster process (640x360 30 fps, Opus 48 kbit/s), loopback");
     sync_and_latency(seconds.max(20));
     println!("{:>10} {:>8} {:>8}", "audio", "1 viewer", "20 viewers");

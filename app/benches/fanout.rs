@@ -66,14 +66,8 @@ async fn main() {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
-    let seconds: u64 = std::env::var("OMNICAST_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let joins: usize = std::env::var("OMNICAST_BENCH_JOINS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let seconds: u64 = common::env_or("OMNICAST_BENCH_SECONDS", 10);
+    let joins: usize = common::env_or("OMNICAST_BENCH_JOINS", 10);
     println!(
         "omnicast fan-out: broadcaster process at 1280x720 30 fps 2 Mbit/s, loopback, {seconds} s per N"
     );

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 mod common;
 
@@ -45,13 +45,6 @@ fn recording(dir: &Path) -> Option<(PathBuf, f64)> {
         serde_json::from_str(&std::fs::read_to_string(mp4.with_extension("json")).ok()?).ok()?;
     let start = json["start_unix_ms"].as_f64()? / 1000.0;
     Some((mp4, start))
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Seconds of picture ffmpeg decodes from `file` (frames at 30 fps).
@@ -140,7 +133,7 @@ fn killed_after(after: Duration) -> f64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(after);
-    let killed_at = unix_now();
+    let killed_at = omnicast_engine::audio::sync::unix_now_s();
     let _ = caster.kill();
     let _ = caster.wait();
     let (file, start) = recording(&dir).expect("a recording");
@@ -151,10 +144,7 @@ fn killed_after(after: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("OMNICAST_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let seconds: u64 = common::env_or("OMNICAST_BENCH_SECONDS", 20);
     println!(
         "omnicast recording: broadcaster process (test pattern 30 fps + test tone), one viewer, \
          {seconds} s a run"

@@ -63,14 +63,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("OMNICAST_BENCH_VIEWERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seconds: u64 = std::env::var("OMNICAST_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let n: usize = common::env_or("OMNICAST_BENCH_VIEWERS", 50);
+    let seconds: u64 = common::env_or("OMNICAST_BENCH_SECONDS", 20);
     let dir = std::env::temp_dir().join(format!("omnicast-bench-viewports-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     println!(

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use omnicast_engine::audio::tone::BeepDetector;
-use support::{Proc, headless_broadcaster, omnicast};
+use support::{Proc, headless_broadcaster, headless_viewer};
 
 fn start_broadcaster(args: &[&str]) -> (Proc, String) {
     let mut all = vec!["--source", "test-pattern", "--size", "320x240"];
@@ -24,23 +24,16 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn view_args(url: &str, frames: u64, dir: &Path) -> Vec<String> {
-    [
-        "view",
-        "--headless",
-        "--media-bind",
-        "127.0.0.1:0",
-        "--server",
-        url,
-        "--frames",
-        &frames.to_string(),
-        "--stats-json",
-        &dir.join("stats.json").display().to_string(),
-        "--audio-wav",
-        &dir.join("heard.wav").display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+/// A headless viewer of `url` decoding `frames` frames, its statistics and its sound (WAV)
+/// written into `dir`.
+fn viewer(url: &str, frames: u64, dir: &Path) -> Command {
+    let mut command = headless_viewer(url);
+    command
+        .args(["--frames", &frames.to_string(), "--stats-json"])
+        .arg(dir.join("stats.json"))
+        .arg("--audio-wav")
+        .arg(dir.join("heard.wav"));
+    command
 }
 
 /// The left channel of a WAV file the viewer wrote, as floats.
@@ -70,8 +63,7 @@ fn beeps(samples: &[f32]) -> Vec<usize> {
 fn the_test_tone_reaches_a_headless_viewers_wav_with_a_beep_each_second() {
     let (_caster, url) = start_broadcaster(&["--audio", "test-tone"]);
     let dir = scratch("tone");
-    let status = omnicast()
-        .args(view_args(&url, 180, &dir))
+    let status = viewer(&url, 180, &dir)
         .env("RUST_LOG", "warn")
         .status()
         .unwrap();
@@ -115,8 +107,7 @@ fn a_missing_microphone_is_said_and_the_picture_goes_on() {
     let said = caster.wait_for("no microphone", Duration::from_secs(20));
     assert!(said.contains("trying again every 5s"), "{said}");
     let dir = scratch("nomic");
-    let status = omnicast()
-        .args(view_args(&url, 60, &dir))
+    let status = viewer(&url, 60, &dir)
         .env("RUST_LOG", "warn")
         .status()
         .unwrap();

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::{Proc, headless_broadcaster, omnicast};
+use support::{Proc, headless_broadcaster, headless_viewer, omnicast};
 
 struct Broadcaster {
     proc: Proc,
@@ -20,15 +20,7 @@ fn start_broadcaster(args: &[&str]) -> Broadcaster {
 }
 
 fn view(url: &str, frames: u64, stats: &std::path::Path) -> Child {
-    omnicast()
-        .args([
-            "view",
-            "--headless",
-            "--media-bind",
-            "127.0.0.1:0",
-            "--server",
-            url,
-        ])
+    headless_viewer(url)
         .args(["--frames", &frames.to_string(), "--stats-json"])
         .arg(stats)
         .env("RUST_LOG", "warn,webrtc=error,rtc=error")
@@ -108,9 +100,8 @@ fn pictures_and_videos_from_files_reach_viewers() {
     ]);
     let shot = dir.join("shot.png");
     let stats = dir.join("image.json");
-    let viewer = omnicast()
-        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
-        .args(["--server", &caster.url, "--frames", "20", "--stats-json"])
+    let viewer = headless_viewer(&caster.url)
+        .args(["--frames", "20", "--stats-json"])
         .arg(&stats)
         .arg("--snapshot")
         .arg(&shot)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Proc, omnicast};
+use support::{Proc, headless_viewer, omnicast};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,15 +52,7 @@ fn serve(port: u16) -> Proc {
 
 /// A headless viewer process decoding `frames` frames; its output when done.
 fn watch(url: &str, frames: u32) -> Output {
-    let mut child = omnicast()
-        .args([
-            "view",
-            "--headless",
-            "--media-bind",
-            "127.0.0.1",
-            "--server",
-            url,
-        ])
+    let mut child = headless_viewer(url)
         .args(["--frames", &frames.to_string()])
         .env("RUST_LOG", "warn,rtc=error,webrtc=error")
         .stdout(Stdio::piped())

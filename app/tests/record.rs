@@ -16,7 +16,7 @@ use std::time::Duration;
 use omnicast_engine::audio::tone::BeepDetector;
 use omnicast_engine::replay::Mp4Reader;
 use omnicast_engine::stamp;
-use support::{headless_broadcaster, omnicast};
+use support::{Proc, headless_broadcaster, headless_viewer, omnicast};
 
 const W: usize = 320;
 const H: usize = 240;
@@ -123,26 +123,29 @@ fn beeps(file: &Path) -> Vec<f64> {
         .collect()
 }
 
-fn record_args(dir: &Path) -> Vec<String> {
-    [
-        "--source",
-        "test-pattern",
-        "--size",
-        "320x240",
-        "--audio",
-        "test-tone",
-        "--record",
-        &dir.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+/// What every broadcaster here sends: the test pattern, small, and the test tone.
+const PATTERN_AND_TONE: [&str; 6] = [
+    "--source",
+    "test-pattern",
+    "--size",
+    "320x240",
+    "--audio",
+    "test-tone",
+];
+
+/// A headless broadcaster sending them and recording into `dir`, with `extra` arguments.
+fn recording_broadcaster(dir: &Path, extra: &[&str]) -> (Proc, String) {
+    let dir = dir.display().to_string();
+    let mut args = PATTERN_AND_TONE.to_vec();
+    args.extend(["--record", &dir]);
+    args.extend_from_slice(extra);
+    headless_broadcaster(&args)
 }
 
 #[test]
 fn a_broadcaster_records_ten_seconds_of_picture_and_sound_as_they_were_captured() {
     let dir = scratch("ten");
-    let args = record_args(&dir);
-    let (caster, _url) = headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (caster, _url) = recording_broadcaster(&dir, &[]);
     // Said with the first fragment on disk, a second into the file.
     caster.wait_for("recording to", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(9));
@@ -193,9 +196,7 @@ fn a_broadcaster_records_ten_seconds_of_picture_and_sound_as_they_were_captured(
 #[test]
 fn a_recording_killed_mid_way_still_plays_up_to_its_last_second() {
     let dir = scratch("killed");
-    let args = record_args(&dir);
-    let (mut caster, _url) =
-        headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (mut caster, _url) = recording_broadcaster(&dir, &[]);
     caster.wait_for("recording to", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(6));
     caster.child.kill().unwrap(); // SIGKILL: no chance to finish the file
@@ -224,17 +225,9 @@ fn a_recording_killed_mid_way_still_plays_up_to_its_last_second() {
 #[test]
 fn a_headless_viewer_records_what_it_receives() {
     let dir = scratch("viewer");
-    let (_caster, url) = headless_broadcaster(&[
-        "--source",
-        "test-pattern",
-        "--size",
-        "320x240",
-        "--audio",
-        "test-tone",
-    ]);
-    let status = omnicast()
-        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
-        .args(["--server", &url, "--frames", "150", "--record"])
+    let (_caster, url) = headless_broadcaster(&PATTERN_AND_TONE);
+    let status = headless_viewer(&url)
+        .args(["--frames", "150", "--record"])
         .arg(&dir)
         .arg("--stats-json")
         .arg(dir.join("stats.json"))
@@ -267,9 +260,7 @@ fn a_headless_viewer_records_what_it_receives() {
 #[test]
 fn segments_split_a_recording_into_files_of_the_length_asked() {
     let dir = scratch("segments");
-    let mut args = record_args(&dir);
-    args.extend(["--record-segment".into(), "5s".into()]);
-    let (caster, _url) = headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (caster, _url) = recording_broadcaster(&dir, &["--record-segment", "5s"]);
     caster.wait_for("recording to", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(11));
     assert!(caster.terminate(Duration::from_secs(15)).success());
@@ -365,9 +356,7 @@ fn a_recording_replayed_as_the_source_reaches_viewers_as_recorded() {
     // Recorded with a keyframe a second, so a viewer joining the replay soon has one.
     let dir = scratch("replay");
     let (a_dir, b_dir) = (dir.join("recorded"), dir.join("received"));
-    let mut args = record_args(&a_dir);
-    args.extend(["--keyframe-interval".into(), "30".into()]);
-    let (caster, _url) = headless_broadcaster(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (caster, _url) = recording_broadcaster(&a_dir, &["--keyframe-interval", "30"]);
     caster.wait_for("recording to", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(4));
     assert!(caster.terminate(Duration::from_secs(15)).success());
@@ -375,9 +364,8 @@ fn a_recording_replayed_as_the_source_reaches_viewers_as_recorded() {
 
     let source = format!("mp4:{}", recorded.display());
     let (replay, url) = headless_broadcaster(&["--source", &source]);
-    let status = omnicast()
-        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
-        .args(["--server", &url, "--frames", "200", "--record"])
+    let status = headless_viewer(&url)
+        .args(["--frames", "200", "--record"])
         .arg(&b_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -446,9 +434,8 @@ fn a_recording_viewers_cannot_take_as_it_is_is_re_encoded() {
     assert!(made.success());
     let source = format!("mp4:{}", file.display());
     let (replay, url) = headless_broadcaster(&["--source", &source]);
-    let out = omnicast()
-        .args(["view", "--headless", "--media-bind", "127.0.0.1:0"])
-        .args(["--server", &url, "--frames", "60"])
+    let out = headless_viewer(&url)
+        .args(["--frames", "60"])
         .output()
         .unwrap();
     assert!(out.status.success());

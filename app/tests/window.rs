@@ -89,10 +89,15 @@ fn kiosk_window(display: &str, config: &str, home: &Path) -> Proc {
     let config_path = home.join("omnicast.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut command = omnicast();
+    command.arg("--kiosk").arg("--config").arg(&config_path);
+    in_window(&mut command, display, home);
+    Proc::spawn(command)
+}
+
+/// Runs `command` on the X `display`, living in `home` (settings, runtime dir), with logs that
+/// leave out the graphics stack's chatter.
+fn in_window(command: &mut Command, display: &str, home: &Path) {
     command
-        .arg("--kiosk")
-        .arg("--config")
-        .arg(&config_path)
         .env("DISPLAY", display)
         .env("HOME", home)
         .env("XDG_RUNTIME_DIR", home.join("xdg"))
@@ -100,7 +105,6 @@ fn kiosk_window(display: &str, config: &str, home: &Path) -> Proc {
             "RUST_LOG",
             "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
         );
-    Proc::spawn(command)
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -247,14 +251,8 @@ fn omnicast_view_with_a_server_opens_a_window_that_shows_the_broadcast() {
     command
         .args(["view", "--server", &url, "--media-bind", "127.0.0.1:0"])
         .args(["--frames", "300", "--stats-json"])
-        .arg(&stats)
-        .env("DISPLAY", &screen.display)
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", home.join("xdg"))
-        .env(
-            "RUST_LOG",
-            "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
-        );
+        .arg(&stats);
+    in_window(&mut command, &screen.display, &home);
     let mut viewer = Proc::spawn(command);
     let moved = moving_video_on_screen(&screen, (0, 100, 1280, 760), "viewer-cli.png");
     eprintln!(
@@ -322,14 +320,8 @@ fn omnicast_view_opens_a_360_picture_looking_where_yaw_and_pitch_say() {
     let mut command = omnicast();
     command
         .args(["view", "--server", &url, "--media-bind", "127.0.0.1:0"])
-        .args(["--yaw", "90", "--pitch", "0", "--fov", "60"])
-        .env("DISPLAY", &screen.display)
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", home.join("xdg"))
-        .env(
-            "RUST_LOG",
-            "info,wgpu=error,naga=error,winit=error,rtc=error,webrtc=error",
-        );
+        .args(["--yaw", "90", "--pitch", "0", "--fov", "60"]);
+    in_window(&mut command, &screen.display, &home);
     let viewer = Proc::spawn(command);
     let green = |p: &image::Rgb<u8>| p.0[1] > 150 && p.0[0] < 90 && p.0[2] < 90;
     let until = Instant::now() + Duration::from_secs(60);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::capture::{CameraFrame, CaptureError, SourceSpec, VideoInput};
 use crate::frame::I420;
 
-fn file_error(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
+pub(crate) fn file_error(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
     CaptureError::File {
         path: path.display().to_string(),
         reason: reason.to_string(),
@@ -214,7 +214,7 @@ impl VideoInput for Y4mSource {
     }
 }
 
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -231,14 +231,7 @@ pub fn check(spec: &SourceSpec, width: u32, height: u32, fps: f32) -> Result<(),
             let (w, h) = (source.decoder.get_width(), source.decoder.get_height());
             source.next_into(&mut I420::new(w, h))
         }
-        SourceSpec::Mp4(path) => {
-            crate::replay::probe(path)
-                .map(drop)
-                .map_err(|e| CaptureError::File {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })
-        }
+        SourceSpec::Mp4(path) => crate::replay::probe(path).map(drop).map_err(Into::into),
         SourceSpec::TestPattern | SourceSpec::Camera(_) => Ok(()),
     }
 }

@@ -24,18 +24,21 @@ use shiguredo_mp4::demux::{
     RequiredInput,
 };
 
+use crate::audio::FRAME_SAMPLES;
 use crate::broadcaster::video::VideoFigures;
 use crate::capture::{CameraFrame, CaptureError, VideoInput};
 use crate::codec::H264Decoder;
+use crate::file_source::{file_error as capture_error, file_name};
 use crate::frame::I420;
 use crate::media::{EncodedFrame, KeyframeRequest, TrackId, TrackSink};
+use crate::record::fmp4::{AUDIO_TIMESCALE, VIDEO_TIMESCALE};
 use crate::worker::Worker;
 
-/// The picture's and the sound's RTP clocks.
-const VIDEO_CLOCK: u64 = 90_000;
-const AUDIO_CLOCK: u64 = 48_000;
-/// One Opus frame at 48 kHz (20 ms).
-const OPUS_FRAME: u64 = 960;
+/// The picture's and the sound's RTP clocks (the same as a recording's).
+const VIDEO_CLOCK: u64 = VIDEO_TIMESCALE as u64;
+const AUDIO_CLOCK: u64 = AUDIO_TIMESCALE as u64;
+/// One Opus frame (20 ms).
+const OPUS_FRAME: u64 = FRAME_SAMPLES as u64;
 /// The most one box or range read at once (a fragment, `moov`): larger is not a recording.
 const MAX_READ: u64 = 256 * 1024 * 1024;
 
@@ -474,10 +477,7 @@ fn replay_loop(
     figures: &VideoFigures,
     stop: &AtomicBool,
 ) {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = file_name(path);
     let say = |s: String| *figures.source.lock() = s;
     figures.sent_as_recorded.store(true, Ordering::Relaxed);
     // Media time continues across loops: each pass starts where the last one ended.
@@ -593,24 +593,21 @@ pub struct Mp4Pictures {
 /// Pictures in a row that may fail to decode before the file is given up on.
 const MAX_UNDECODABLE: u32 = 90;
 
-/// A replay problem as a capture error (the capture thread says and retries it).
-fn capture_error(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
-    CaptureError::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
+/// A replay problem as a capture error (the capture thread says and retries it), its file
+/// named once.
+impl From<ReplayError> for CaptureError {
+    fn from(e: ReplayError) -> Self {
+        let ReplayError::File { path, message } = e;
+        capture_error(&path, message)
     }
 }
 
 impl Mp4Pictures {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        let err = |e: ReplayError| capture_error(path, e);
         Ok(Self {
-            name: path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
+            name: file_name(path),
             path: path.to_owned(),
-            reader: Mp4Reader::open(path).map_err(err)?,
+            reader: Mp4Reader::open(path)?,
             decoder: H264Decoder::new().map_err(|e| capture_error(path, e))?,
             start: None,
             base: Duration::ZERO,
@@ -634,15 +631,14 @@ impl VideoInput for Mp4Pictures {
 
     fn read(&mut self, reuse: Option<I420>) -> Result<CameraFrame, CaptureError> {
         let path = self.path.clone();
-        let err = |e: ReplayError| capture_error(&path, e);
         let mut restarts = 0;
         loop {
-            let Some(sample) = self.reader.next_sample().map_err(err)? else {
+            let Some(sample) = self.reader.next_sample()? else {
                 restarts += 1;
                 if restarts > 1 {
                     return Err(capture_error(&self.path, "no picture decodes"));
                 }
-                self.reader = Mp4Reader::open(&self.path).map_err(err)?;
+                self.reader = Mp4Reader::open(&self.path)?;
                 self.base += self.pass_end;
                 self.pass_end = Duration::ZERO;
                 continue;
@@ -655,7 +651,7 @@ impl VideoInput for Mp4Pictures {
             self.pass_end = self.pass_end.max(Duration::from_secs_f64(
                 (sample.timestamp + u64::from(sample.duration)) as f64 / scale,
             ));
-            let au = self.reader.annex_b(&sample).map_err(err)?;
+            let au = self.reader.annex_b(&sample)?;
             let mut image = reuse.clone().unwrap_or_else(|| I420::new(16, 16));
             match self.decoder.decode_i420(&au, &mut image) {
                 Ok(true) => self.failing = 0,

@@ -1,6 +1,8 @@
 //! Recording in the window, either mode: a Record button showing the time and size recorded,
 //! the folder beside it while not recording, and what stopped a recording said once.
 
+use std::time::Duration;
+
 use eframe::egui;
 use omnicast_engine::record::{RecordRole, RecordStatus, Recorder};
 use omnicast_engine::settings::Settings;
@@ -70,13 +72,14 @@ pub(crate) fn record_ui(
     let s = recording.status.clone();
     let mut said = None;
     if s.recording {
-        // The clock runs on its own.
-        ui.ctx()
-            .request_repaint_after(std::time::Duration::from_millis(250));
+        // The clock runs on its own: one repaint as each second turns.
+        let elapsed = recording.started.map_or(Duration::ZERO, |t| t.elapsed());
+        let to_next_second = Duration::from_millis(1000 - elapsed.as_millis() as u64 % 1000);
+        ui.ctx().request_repaint_after(to_next_second);
         ui.label(
             egui::RichText::new(format!(
                 "REC {} · {}",
-                clock(recording.started.map_or(0.0, |t| t.elapsed().as_secs_f64())),
+                clock(elapsed.as_secs_f64()),
                 megabytes(s.bytes_written)
             ))
             .color(egui::Color32::from_rgb(230, 40, 40)),

@@ -14,6 +14,20 @@ pub fn omnicast() -> Command {
     command
 }
 
+/// `omnicast view --headless` on loopback watching the server at `url`; callers add the rest.
+pub fn headless_viewer(url: &str) -> Command {
+    let mut command = omnicast();
+    command.args([
+        "view",
+        "--headless",
+        "--media-bind",
+        "127.0.0.1:0",
+        "--server",
+        url,
+    ]);
+    command
+}
+
 /// `omnicast broadcast --headless` hosting its server on loopback with `args` added; returns it
 /// and its server's URL.
 pub fn headless_broadcaster(args: &[&str]) -> (Proc, String) {

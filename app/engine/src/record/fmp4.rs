@@ -27,7 +27,7 @@ use crate::media::MediaKind;
 /// The picture's clock (H.264 over RTP).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 /// The sound's clock (Opus over RTP).
-pub const AUDIO_TIMESCALE: u32 = 48_000;
+pub const AUDIO_TIMESCALE: u32 = crate::audio::SAMPLE_RATE;
 /// A fragment holds at most this much picture.
 pub const FRAGMENT_VIDEO_TICKS: u64 = VIDEO_TIMESCALE as u64;
 /// The first fragment waits this long at most for sound to begin.
@@ -35,7 +35,7 @@ const FIRST_FRAGMENT_MAX_TICKS: u64 = 3 * VIDEO_TIMESCALE as u64;
 /// libopus's encoder delay at 48 kHz, in samples (6.5 ms).
 const OPUS_PRE_SKIP: u16 = 312;
 /// One Opus frame (20 ms), the length given to a last frame and to lead-in silence.
-const AUDIO_FRAME_TICKS: u32 = 960;
+const AUDIO_FRAME_TICKS: u32 = crate::audio::FRAME_SAMPLES as u32;
 /// A step in the picture's timestamps longer than this is a new stream, not a gap: a new file.
 const MAX_STEP_S: u64 = 10;
 /// Sound may pause longer (a microphone that came back): the last frame before stretches.

@@ -326,10 +326,9 @@ impl Writer<'_> {
     }
 }
 
+/// Now, whole seconds since the Unix epoch (a file's creation time).
 fn now_unix_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::audio::sync::unix_now_s() as u64
 }
 
 /// A room name as part of a file name.
