@@ -187,6 +187,8 @@
       ),
     );
     if (old) old.getTracks().forEach((t) => t.stop());
+    // A recording goes on in a new file, from the new camera.
+    state.record.follow();
     showActual();
     announceProjection();
     await listDevices();

@@ -25,17 +25,24 @@ const omnicastRecorder = (() => {
 
   /**
    * Wires `button` to record `getStream()`; `label` shows the time and size. `who` names the
-   * file ("broadcast" or "view"). Returns the state tests read: {recording, bytes, type, saved}.
+   * file ("broadcast" or "view"). Returns the state tests read ({recording, bytes, type, saved,
+   * files, error}) and `follow()`, which the page calls whenever the stream it sends or shows is
+   * replaced (another camera, a reconnected broadcaster): a recording cannot change streams, so
+   * the file so far is saved and the next one starts on the new stream. A stream that ends (the
+   * broadcaster left) saves the file too; recording goes on once a stream comes back, until Stop.
    */
   function attach({ button, label, getStream, who }) {
-    const state = { recording: false, bytes: 0, type: null, saved: null, error: null };
+    const state = { recording: false, bytes: 0, type: null, saved: null, files: [], error: null, follow };
     const type = supportedType();
     if (type === null) {
       button.disabled = true;
       button.title = "This browser cannot record (no MediaRecorder)";
       return state;
     }
+    /** Whether the person asked to record (from Record to Stop), whatever the stream does. */
+    let wanted = false;
     let recorder = null;
+    let recorded = null;
     let chunks = [];
     let started = 0;
     let timer = null;
@@ -45,55 +52,102 @@ const omnicastRecorder = (() => {
       const size = state.bytes > 0 ? ` · ${(state.bytes / 1e6).toFixed(1)} MB` : "";
       label.textContent = state.recording
         ? `REC ${clock(Date.now() - started)}${size}`
-        : state.saved
-          ? `saved ${state.saved}`
-          : "";
+        : wanted
+          ? `REC waiting for the picture${state.saved ? ` (saved ${state.saved})` : ""}`
+          : state.saved
+            ? `saved ${state.saved}`
+            : "";
     }
 
-    function start() {
+    function showButton() {
+      button.textContent = wanted ? "Stop recording" : "Record";
+      button.setAttribute("aria-pressed", String(wanted));
+    }
+
+    const usable = (stream) => stream && stream.getTracks().some((t) => t.readyState === "live");
+
+    /** Starts a file on the current stream, if there is one. */
+    function begin() {
       const stream = getStream();
-      if (!stream || stream.getTracks().length === 0) {
-        state.error = "nothing to record yet";
-        label.textContent = state.error;
-        return;
+      if (!usable(stream)) {
+        show();
+        return false;
       }
+      let next;
       try {
-        recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+        next = new MediaRecorder(stream, type ? { mimeType: type } : {});
       } catch (e) {
         state.error = `cannot record: ${e.message || e}`;
+        wanted = false;
+        showButton();
         label.textContent = state.error;
-        return;
+        return false;
       }
+      recorder = next;
+      recorded = stream;
       chunks = [];
       state.bytes = 0;
-      state.type = recorder.mimeType || type;
-      recorder.ondataavailable = (e) => {
+      state.type = next.mimeType || type;
+      next.ondataavailable = (e) => {
         if (e.data && e.data.size > 0) {
           chunks.push(e.data);
           state.bytes += e.data.size;
           show();
         }
       };
-      recorder.onstop = () => save();
-      recorder.onerror = (e) => {
+      // Stop, a replaced stream or an ended one: save, then go on if still wanted.
+      next.onstop = () => {
+        recorder = null;
+        recorded = null;
+        save();
+        if (wanted) begin();
+      };
+      next.onerror = (e) => {
         state.error = `recording failed: ${e.error?.message || e.error || e}`;
         label.textContent = state.error;
       };
-      recorder.start(1000);
+      next.start(1000);
       started = Date.now();
       state.recording = true;
       state.error = null;
-      button.textContent = "Stop recording";
-      button.setAttribute("aria-pressed", "true");
+      clearInterval(timer);
       timer = setInterval(show, 500);
       show();
+      return true;
+    }
+
+    function start() {
+      if (!usable(getStream())) {
+        state.error = "nothing to record yet";
+        label.textContent = state.error;
+        return;
+      }
+      wanted = true;
+      showButton();
+      begin();
+    }
+
+    function stop() {
+      wanted = false;
+      showButton();
+      if (recorder) recorder.stop();
+      else show();
+    }
+
+    /** The page's stream was replaced: a new file on the new stream (see above). */
+    function follow() {
+      if (!wanted || (recorder && recorded === getStream())) return;
+      if (recorder) recorder.stop();
+      else begin();
     }
 
     function save() {
       clearInterval(timer);
       state.recording = false;
-      button.textContent = "Record";
-      button.setAttribute("aria-pressed", "false");
+      if (chunks.length === 0) {
+        show();
+        return;
+      }
       const blobType = (state.type || "video/webm").split(";")[0];
       const blob = new Blob(chunks, { type: blobType });
       const ext = blobType === "video/mp4" ? "mp4" : "webm";
@@ -108,11 +162,12 @@ const omnicastRecorder = (() => {
       a.remove();
       setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
       state.saved = name;
+      state.files.push(name);
       show();
     }
 
     button.addEventListener("click", () => {
-      if (state.recording) recorder.stop();
+      if (wanted) stop();
       else start();
     });
     return state;

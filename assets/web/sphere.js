@@ -53,33 +53,55 @@ const omnicastSphere = (() => {
       || canvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true });
     if (!gl) throw new Error("this browser has no WebGL");
     const webgl2 = typeof WebGL2RenderingContext !== "undefined" && gl instanceof WebGL2RenderingContext;
-    const program = gl.createProgram();
-    gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, VERTEX));
-    gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
-    gl.linkProgram(program);
-    if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
-    gl.useProgram(program);
-    const buffer = gl.createBuffer();
-    gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
-    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 3, -1, -1, 3]), gl.STATIC_DRAW);
-    const corner = gl.getAttribLocation(program, "corner");
-    gl.enableVertexAttribArray(corner);
-    gl.vertexAttribPointer(corner, 2, gl.FLOAT, false, 0, 0);
-    const texture = gl.createTexture();
-    gl.bindTexture(gl.TEXTURE_2D, texture);
-    // WebGL1 cannot repeat a picture whose sides are not powers of two: the shader wraps.
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, webgl2 ? gl.REPEAT : gl.CLAMP_TO_EDGE);
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
-    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
-    const uHalfTan = gl.getUniformLocation(program, "halfTan");
-    const uYawPitch = gl.getUniformLocation(program, "yawPitch");
+    // The GL objects, made again if the context is lost and restored (a GPU process restart).
+    let texture = null;
+    let uHalfTan = null;
+    let uYawPitch = null;
+    function setup() {
+      const program = gl.createProgram();
+      gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, VERTEX));
+      gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
+      gl.linkProgram(program);
+      if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
+      gl.useProgram(program);
+      const buffer = gl.createBuffer();
+      gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
+      gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 3, -1, -1, 3]), gl.STATIC_DRAW);
+      const corner = gl.getAttribLocation(program, "corner");
+      gl.enableVertexAttribArray(corner);
+      gl.vertexAttribPointer(corner, 2, gl.FLOAT, false, 0, 0);
+      texture = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, texture);
+      // WebGL1 cannot repeat a picture whose sides are not powers of two: the shader wraps.
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, webgl2 ? gl.REPEAT : gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+      uHalfTan = gl.getUniformLocation(program, "halfTan");
+      uYawPitch = gl.getUniformLocation(program, "yawPitch");
+    }
+    setup();
 
     const view = { yaw: wrap(yaw), pitch: clamp(pitch, -89, 89), fov: clamp(fov, MIN_FOV, MAX_FOV) };
-    const stats = { draws: 0, frames: 0, webgl2 };
+    const stats = { draws: 0, frames: 0, allocations: 0, contextsLost: 0, webgl2 };
     let hasPicture = false;
     let textureSize = "";
     let drawQueued = false;
+    let contextLost = false;
+    canvas.addEventListener("webglcontextlost", (e) => {
+      // Asking for the context back: without preventDefault it is never restored.
+      e.preventDefault();
+      contextLost = true;
+      stats.contextsLost += 1;
+    });
+    canvas.addEventListener("webglcontextrestored", () => {
+      contextLost = false;
+      hasPicture = false;
+      textureSize = "";
+      setup();
+      upload();
+      redraw();
+    });
 
     function aspect() {
       return canvas.width / Math.max(1, canvas.height);
@@ -87,6 +109,7 @@ const omnicastSphere = (() => {
 
     function draw() {
       drawQueued = false;
+      if (contextLost) return;
       const dpr = window.devicePixelRatio || 1;
       const w = Math.round(canvas.clientWidth * dpr);
       const h = Math.round(canvas.clientHeight * dpr);
@@ -114,35 +137,42 @@ const omnicastSphere = (() => {
     }
 
     // A new video frame: upload it and draw (requestVideoFrameCallback, else each animation
-    // frame while the video plays).
+    // frame while the video plays). The texture's storage is allocated from the picture's size,
+    // never from the video itself: Chromium may present a first frame while the video is still
+    // paused (muted autoplay starts a moment later) and then uploads nothing without an error,
+    // which would leave a texture allocated from it with no level 0, so every later upload fails
+    // and the view stays black. With the storage there first, an upload that brings nothing only
+    // leaves the previous picture, and the next frame (or the video starting to play) redoes it.
     function upload() {
-      if (video.readyState < 2 || !video.videoWidth) return;
+      if (contextLost || video.readyState < 2 || !video.videoWidth) return;
       gl.bindTexture(gl.TEXTURE_2D, texture);
-      // Allocate once per picture size, then overwrite in place.
       const size = `${video.videoWidth}x${video.videoHeight}`;
       if (size !== textureSize) {
-        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, video);
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, video.videoWidth, video.videoHeight, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
         textureSize = size;
-      } else {
-        gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, gl.RGBA, gl.UNSIGNED_BYTE, video);
+        stats.allocations += 1;
       }
+      gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, gl.RGBA, gl.UNSIGNED_BYTE, video);
       hasPicture = true;
       stats.frames += 1;
       draw();
     }
     if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+      // Asked for again first: a failed upload must not end the loop.
       const onFrame = () => {
-        upload();
         video.requestVideoFrameCallback(onFrame);
+        upload();
       };
       video.requestVideoFrameCallback(onFrame);
     } else {
       const poll = () => {
-        if (!video.paused) upload();
         requestAnimationFrame(poll);
+        if (!video.paused) upload();
       };
       requestAnimationFrame(poll);
     }
+    // A frame shown while paused may not have reached the texture: take it again once playing.
+    video.addEventListener("playing", upload);
 
     // Pointer drag (mouse, touch, pen), pinch with two fingers, the wheel, arrow keys.
     const pointers = new Map();

@@ -228,6 +228,16 @@
     setStatus(statusEl, s, text);
   }
 
+  /** The browser would not start the video by itself (a power-saving mode, a strict autoplay
+   * setting): a Play button does, with the person's tap. */
+  function refused(err) {
+    console.warn("the video does not play yet", err.message || err);
+    if (err.name === "NotAllowedError" && video.paused) {
+      $("play").hidden = false;
+      status("waiting", "press Play to start the video");
+    }
+  }
+
   function closePeer() {
     if (pc) pc.close();
     pc = null;
@@ -246,7 +256,15 @@
     status("connecting", "connecting to the broadcaster…");
     mine.ontrack = (e) => {
       const stream = e.streams[0] || new MediaStream([e.track]);
-      if (video.srcObject !== stream) video.srcObject = stream;
+      if (video.srcObject !== stream) {
+        video.srcObject = stream;
+        // Play now: left to the autoplay attribute, a browser with its default settings shows
+        // the first frame paused and starts a muted video only once it has checked that it is
+        // visible (up to a second later here). Muted, play() needs no gesture.
+        video.play().catch(refused);
+        // A recording goes on in a new file (once this connection's tracks have all come).
+        setTimeout(() => state.record.follow(), 0);
+      }
       if (e.track.kind === "audio") enableAudio.hidden = !video.muted;
     };
     mine.onicecandidate = (e) => {
@@ -315,9 +333,11 @@
   };
   video.addEventListener("resize", showSize);
   video.addEventListener("playing", () => {
+    $("play").hidden = true;
     showSize();
     status("live", "live");
   });
+  $("play").onclick = () => video.play().catch(refused);
   enableAudio.onclick = () => {
     video.muted = false;
     video.play().catch(() => {});

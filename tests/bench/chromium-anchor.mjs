@@ -8,16 +8,12 @@
 import { chromium } from "playwright-core";
 import { startServer, waitFor } from "../support/server.mjs";
 import { treeCpuSeconds } from "../support/proc.mjs";
+import { FAKE_DEVICES, MACHINE_FLAGS } from "../support/browser.mjs";
 
 const counts = (process.argv[2] || "1,5,20").split(",").map(Number);
 const seconds = Number(process.argv[3] || 10);
-const args = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream=fps=30",
-  "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-];
+// As a person's browser runs, with the fake devices this machine needs (tests/support/browser.mjs).
+const args = [...MACHINE_FLAGS, ...FAKE_DEVICES];
 
 
 // A receiver that answers and never attaches the track (so it does not decode).

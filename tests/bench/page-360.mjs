@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { repoRoot, waitFor } from "../support/server.mjs";
 import { treeCpuByType } from "../support/proc.mjs";
+import { MACHINE_FLAGS } from "../support/browser.mjs";
 
 const seconds = Number(process.argv[2] || 15);
 // The debug build: it is what `cargo build` (scripts/bench-media.sh) has just made, so its
@@ -33,12 +34,8 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   viewport: { width: 1280, height: 720 },
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--autoplay-policy=no-user-gesture-required",
-  ],
+  // As a person's browser runs (tests/support/browser.mjs): no autoplay or GPU switch.
+  args: MACHINE_FLAGS,
 });
 const browserPid = Number(readFileSync("/proc/self/stat", "utf8").split(" ")[0]); // this node process: Chromium is its child
 const page = await context.newPage();

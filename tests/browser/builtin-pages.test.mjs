@@ -49,7 +49,7 @@ test("broadcaster page reaches three viewer pages through the embedded STUN serv
     // Chromium may start a connection below the capture size and ramp up within seconds.
     await waitFor(`viewer ${i} showing the sent width ${sent.width}`, () =>
       page.evaluate((w) => document.getElementById("video").videoWidth === w, sent.width), 20_000);
-    assert.equal(await page.evaluate(() => window.omnicast.status), "live");
+    await waitFor(`viewer ${i} live`, () => page.evaluate(() => window.omnicast.status === "live"), 5_000);
     // The connection used only loopback candidates: nothing left the machine.
     const remote = await page.evaluate(async () => {
       const stats = await window.omnicast.pc.getStats();

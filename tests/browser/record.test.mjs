@@ -84,6 +84,74 @@ test("the broadcaster page records what it sends, picture and sound", async () =
   assert.ok(duration >= 2.0 && duration <= 4.5, `${duration} s`);
 });
 
+/** Keeps every download of `page` in `dir`; returns the list of files, growing. */
+function keepDownloads(page, dir) {
+  const files = [];
+  page.on("download", async (download) => {
+    const file = path.join(dir, `${files.length}-${download.suggestedFilename()}`);
+    await download.saveAs(file);
+    files.push(file);
+  });
+  return files;
+}
+
+test("a recording goes on across a broadcaster that leaves and comes back, and across a camera switch, a file each", async () => {
+  const server = await startServer();
+  cleanups.push(() => server.stop());
+  // Three fake cameras (the third is a colour one: see builtin-pages.test.mjs).
+  const browser = await launchChromium(["--use-fake-device-for-media-stream=device-count=3,fps=30"]);
+  cleanups.push(() => browser.close());
+  const room = "follow";
+  const broadcast = async () => {
+    const caster = await browser.context.newPage();
+    await caster.goto(`${server.url}/broadcast.html?room=${room}`);
+    await waitFor("browser broadcasting", () => caster.evaluate(() => window.omnicast.status === "live"));
+    return caster;
+  };
+  let caster = await broadcast();
+  const viewer = await browser.context.newPage();
+  await viewer.goto(`${server.url}/?room=${room}`);
+  await waitFor("the viewer live", () => viewer.evaluate(() => window.omnicast.status === "live"), 20_000);
+
+  // The viewer records; the broadcaster leaves (its file is saved) and comes back (a new one).
+  const viewed = keepDownloads(viewer, scratch("follow-view"));
+  await viewer.click("#record");
+  await waitFor("recording", () => viewer.evaluate(() => window.omnicast.record.recording), 5_000);
+  await viewer.waitForTimeout(2000);
+  await caster.close();
+  await waitFor("the first file saved", () => viewed.length === 1, 10_000);
+  assert.match(await viewer.textContent("#recordStatus"), /^REC waiting for the picture/);
+  caster = await broadcast();
+  await waitFor("recording again", () => viewer.evaluate(() => window.omnicast.record.recording), 20_000);
+  await viewer.waitForTimeout(2000);
+  await viewer.click("#record");
+  await waitFor("the second file saved", () => viewed.length === 2, 10_000);
+  for (const file of viewed) {
+    const { streams, duration } = probe(file);
+    assert.ok(streams.video && streams.audio, `${file}: ${JSON.stringify(streams)}`);
+    assert.ok(duration >= 1.0, `${file}: ${duration} s`);
+  }
+
+  // The broadcaster records and switches cameras: the file so far, then one from the new camera.
+  const sent = keepDownloads(caster, scratch("follow-broadcast"));
+  const other = await waitFor("cameras listed", () =>
+    caster.$$eval("#videoSource option", (os) => os.find((o) => o.textContent === "fake_device_2")?.value));
+  await caster.click("#record");
+  await waitFor("recording", () => caster.evaluate(() => window.omnicast.record.recording), 5_000);
+  await caster.waitForTimeout(2000);
+  await caster.selectOption("#videoSource", other);
+  await waitFor("the first camera's file saved", () => sent.length === 1, 10_000);
+  await waitFor("recording the other camera", () => caster.evaluate(() => window.omnicast.record.recording), 10_000);
+  await caster.waitForTimeout(2000);
+  await caster.click("#record");
+  await waitFor("the second camera's file saved", () => sent.length === 2, 10_000);
+  for (const file of sent) {
+    const { streams, duration } = probe(file);
+    assert.ok(streams.video, `${file}: ${JSON.stringify(streams)}`);
+    assert.ok(duration >= 1.0, `${file}: ${duration} s`);
+  }
+});
+
 /** Plays `file` in a page (served through playwright) for two seconds of its time; returns
  * what Chromium decoded. */
 async function playInChromium(browser, file) {
