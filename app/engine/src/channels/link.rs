@@ -104,12 +104,12 @@ impl Link {
     }
 
     /// Serves a channel the broadcaster opened on connection `conn` until it closes; what the
-    /// broadcaster says goes to `on_event`.
+    /// broadcaster says goes to `said`, in order, tagged with `conn`.
     pub async fn serve(
         self: Arc<Self>,
         conn: ConnId,
         dc: Arc<dyn DataChannel>,
-        on_event: impl Fn(BroadcasterMessage) + Send + Sync,
+        said: tokio::sync::mpsc::Sender<(ConnId, BroadcasterMessage)>,
     ) {
         let label = dc.label().await.unwrap_or_default();
         let is_control = label == CONTROL_LABEL;
@@ -154,7 +154,9 @@ impl Link {
                             }
                             _ => {}
                         }
-                        on_event(message);
+                        if said.send((conn, message)).await.is_err() {
+                            break;
+                        }
                     }
                     Err(e) => {
                         malformed += 1;
@@ -256,11 +258,11 @@ impl ViewportPacer {
         self.changed = self.latest.is_some();
     }
 
-    /// When [`ViewportPacer::poll`] will next have something, if ever.
-    pub fn next_at(&self) -> Option<Instant> {
+    /// When [`ViewportPacer::poll`] will next have something, if ever (`now` if at once).
+    pub fn next_at(&self, now: Instant) -> Option<Instant> {
         self.latest?;
         match self.last_sent {
-            None => Some(Instant::now()),
+            None => Some(now),
             Some(at) if self.changed => Some(at + MIN_INTERVAL),
             Some(at) => Some(at + KEEPALIVE),
         }
@@ -296,7 +298,7 @@ mod tests {
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut p = ViewportPacer::default();
         assert_eq!(p.poll(t0), None, "nothing to say yet");
-        assert_eq!(p.next_at(), None);
+        assert_eq!(p.next_at(ms(0)), None);
         let view = |yaw: f64| Viewport::new(yaw, 0.0, 0.0, Some(90.0));
         p.update(view(1.0));
         assert_eq!(p.poll(ms(0)), Some(view(1.0)), "the first goes at once");
@@ -332,7 +334,7 @@ mod tests {
         assert_eq!(p.poll(ms(last + 5_011)), Some(view(201.0)));
         // A view that is no longer 360° sends nothing more.
         p.clear();
-        assert_eq!(p.next_at(), None);
+        assert_eq!(p.next_at(ms(0)), None);
         assert_eq!(p.poll(ms(last + 9_000)), None);
     }
 }

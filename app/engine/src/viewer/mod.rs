@@ -4,6 +4,7 @@
 //! [`ViewSink`] each); with none, it only receives and counts (load generation).
 
 pub mod display;
+pub mod machine;
 mod receive;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::audio::sync::SyncClock;
-use crate::channels::link::{Link, ViewportPacer};
+use crate::channels::link::Link;
 use crate::channels::protocol::{BroadcasterMessage, Viewport, ViewportSample};
 use crate::channels::room::unix_ms;
 use crate::channels::trace::Trace;
@@ -30,6 +31,7 @@ use crate::service::{SessionEvent, SessionEvents};
 use crate::session::{SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
 use crate::values::{ControlKey, Projection};
+use machine::{ConnReport, Input, Output, ViewerMachine};
 
 #[derive(Debug, Clone)]
 pub struct ViewSettings {
@@ -225,6 +227,15 @@ impl Figures {
         }
     }
 
+    /// Waits for the first frame decoded (`decodes`), or else received whole.
+    async fn first_frame(self: Arc<Self>, decodes: bool) {
+        if decodes {
+            self.first_frame.notified().await;
+        } else {
+            self.first_received.notified().await;
+        }
+    }
+
     /// Records an audio packet of `bytes` and `lost` packets missing before it.
     pub fn audio_packet(&self, bytes: u64, lost: u64) {
         self.audio_since.lock().get_or_insert_with(Instant::now);
@@ -288,30 +299,17 @@ pub trait ViewSink: Send + Sync {
 /// How often the figures are sent while they change, and the round trip is measured.
 pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The connection to the broadcaster being made or in use.
+/// The connection to the broadcaster being made or in use, as the I/O loop holds it.
 struct Current {
     conn: ConnId,
-    broadcaster: String,
     pc: Arc<dyn PeerConnection>,
     sync: Arc<SyncClock>,
     /// Measuring its round trip, once connected; ends with it.
     rtt: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Closes the current connection, if any, without waiting for it.
-fn close(current: &mut Option<Current>, link: &Link) {
-    if let Some(c) = current.take() {
-        link.forget(c.conn);
-        if let Some(rtt) = c.rtt {
-            rtt.abort();
-        }
-        tokio::spawn(async move {
-            let _ = c.pc.close().await;
-        });
-    }
-}
-
-/// Runs one attempt at watching until `stop`; each track's frames go to `sinks`.
+/// Runs one attempt at watching until `stop`; each track's frames go to `sinks`. The
+/// decisions are [`machine::ViewerMachine`]'s; this loop feeds it and carries them out.
 pub async fn run(
     settings: ViewSettings,
     sinks: Arc<[Arc<dyn ViewSink>]>,
@@ -319,116 +317,197 @@ pub async fn run(
     events: &SessionEvents,
     stop: StopSignal,
 ) -> Result<(), SessionError> {
-    let started = Instant::now();
-    let figures = Arc::new(Figures::default());
-    let link = Link::new(settings.control_key.clone());
-    let mut pacer = ViewportPacer::default();
-    let replay = settings.viewport_trace.clone().map(|trace| {
-        // A viewer that only receives (load generation) starts at the first frame received.
-        let decodes = !sinks.is_empty();
-        Replay(tokio::spawn(replay(
-            trace,
-            link.clone(),
-            figures.clone(),
-            decodes,
-        )))
-    });
-    let mut state = State::new(events);
-    state.set(ViewState::Connecting).await;
+    let mut machine = ViewerMachine::new(settings.viewport_trace.is_some());
+    let (peer_tx, mut peer_rx) = mpsc::channel::<(ConnId, PeerEvent)>(64);
+    let (said_tx, mut said_rx) = mpsc::channel::<(ConnId, BroadcasterMessage)>(64);
+    let mut io = Io {
+        started: Instant::now(),
+        figures: Arc::new(Figures::default()),
+        link: Link::new(settings.control_key.clone()),
+        events,
+        peer: settings.peer.clone(),
+        peer_tx,
+        current: None,
+        trace: settings.viewport_trace.clone(),
+        replay: None,
+    };
+    io.carry_out(&mut machine, None).await;
     let (sig_tx, mut sig_rx) = mpsc::channel(256);
     let signal = SignalClient::connect(&settings.server_url, &settings.room, None, sig_tx)
         .await
         .map_err(SessionError::Unreachable)?;
-    let (peer_tx, mut peer_rx) = mpsc::channel::<(ConnId, PeerEvent)>(64);
-    let mut current: Option<Current> = None;
-    let (mut next_conn, mut next_track) = (1, 0);
+    let mut next_track = 0;
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_stats = None;
-    let mut peer_settings = settings.peer.clone();
+    // A viewer that only receives (load generation) counts its first frame received whole.
+    let first_frame = io.figures.clone().first_frame(!sinks.is_empty());
+    tokio::pin!(first_frame);
+    let mut first_frame_seen = false;
     let stopped = stop.stopped();
     tokio::pin!(stopped);
     let mut result = Ok(());
     loop {
-        let pace_at = pacer.next_at().map(tokio::time::Instant::from_std);
-        tokio::select! {
+        let pace_at = machine
+            .poll_timeout(Instant::now())
+            .map(tokio::time::Instant::from_std);
+        let input = tokio::select! {
             () = &mut stopped => break,
             Some(command) = commands.recv() => match command {
-                ViewCommand::Look(view) => pacer.update(view),
-                ViewCommand::StopLooking => pacer.clear(),
-                ViewCommand::Message(data) => match link.send_message(data).await {
-                    Ok(()) => figures.update(|s| s.messages_sent += 1),
-                    Err(e) => events.offer(SessionEvent::View(ViewEvent::Refused(e.to_string()))),
-                },
+                ViewCommand::Look(view) => Input::Look(view),
+                ViewCommand::StopLooking => Input::StopLooking,
+                ViewCommand::Message(data) => {
+                    match io.link.send_message(data).await {
+                        Ok(()) => io.figures.update(|s| s.messages_sent += 1),
+                        Err(e) => events.offer(SessionEvent::View(ViewEvent::Refused(e.to_string()))),
+                    }
+                    continue;
+                }
             },
             () = sleep_until_some(pace_at) => {
-                if let Some(view) = pacer.poll(Instant::now()) {
-                    let sample = ViewportSample { t_ms: unix_ms(), view };
-                    if link.send_viewport(&sample).await.is_ok() {
-                        figures.update(|s| s.viewport_samples_sent += 1);
-                    }
-                }
+                machine.handle_timeout(Instant::now());
+                io.carry_out(&mut machine, Some(&signal)).await;
+                continue;
             }
             _ = stats_tick.tick() => {
-                let s = figures.snapshot();
+                let s = io.figures.snapshot();
                 if last_stats.as_ref() != Some(&s) {
                     events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(s.clone()))));
                     last_stats = Some(s);
                 }
+                continue;
+            }
+            () = &mut first_frame, if !first_frame_seen => {
+                first_frame_seen = true;
+                Input::FirstFrame
             }
             Some(event) = sig_rx.recv() => match event {
-                SignalEvent::Connected => {
-                    figures.mark("1 signalling", started);
-                    state.set(ViewState::WaitingForBroadcaster).await;
-                    signal.send("watcher", vec![]).await;
-                }
-                SignalEvent::Broadcaster => {
-                    close(&mut current, &link);
-                    signal.send("watcher", vec![]).await;
-                }
+                SignalEvent::Connected => Input::SignalUp,
+                SignalEvent::Broadcaster => Input::BroadcasterArrived,
                 // The picture keeps coming peer to peer; the signalling reconnects by itself.
-                SignalEvent::Disconnected => {}
+                SignalEvent::Disconnected => continue,
                 SignalEvent::Lost => {
                     result = Err(SessionError::Signal(signal.lost()));
                     break;
                 }
-                SignalEvent::NoBroadcaster => state.set(ViewState::WaitingForBroadcaster).await,
-                SignalEvent::BroadcasterLeft => {
-                    close(&mut current, &link);
-                    state.set(ViewState::BroadcasterLeft).await;
+                SignalEvent::NoBroadcaster => Input::NoBroadcaster,
+                SignalEvent::BroadcasterLeft => Input::BroadcasterLeft,
+                SignalEvent::PeerLeft(id) => Input::PeerLeft(id),
+                SignalEvent::Offer(from, offer) => Input::Offer { from, offer },
+                SignalEvent::Candidate(from, candidate) => Input::Candidate { from, candidate },
+                SignalEvent::Error(e) => {
+                    tracing::warn!("signal server: {e}");
+                    continue;
                 }
-                SignalEvent::PeerLeft(id) => {
-                    if current.as_ref().is_some_and(|c| c.broadcaster == id) {
-                        close(&mut current, &link);
-                        state.set(ViewState::BroadcasterLeft).await;
+                SignalEvent::IceServers(servers) => {
+                    io.peer.ice_servers = servers;
+                    continue;
+                }
+                SignalEvent::Watcher(_)
+                | SignalEvent::Answer(..)
+                | SignalEvent::Viewers(_)
+                | SignalEvent::Replaced => continue,
+            },
+            Some((conn, event)) = peer_rx.recv() => match event {
+                PeerEvent::Candidate(c) => Input::Conn(conn, ConnReport::LocalCandidate(c)),
+                PeerEvent::IceConnected => Input::Conn(conn, ConnReport::IceConnected),
+                PeerEvent::State(s) => {
+                    tracing::debug!(%conn, "connection {s}");
+                    match s {
+                        RTCPeerConnectionState::Connected => Input::Conn(conn, ConnReport::Connected),
+                        RTCPeerConnectionState::Failed => Input::Conn(conn, ConnReport::Lost),
+                        _ => continue,
                     }
                 }
-                SignalEvent::Offer(from, desc) => {
-                    close(&mut current, &link);
-                    figures.mark("2 offer", started);
-                    state.set(ViewState::Negotiating).await;
-                    let conn = ConnId(next_conn);
-                    next_conn += 1;
-                    match answer(&peer_settings, conn, &from, desc, &peer_tx).await {
+                // A connection that was replaced has nothing more to give.
+                PeerEvent::DataChannel(dc) => {
+                    if machine.conn() == Some(conn) {
+                        tokio::spawn(io.link.clone().serve(conn, dc, said_tx.clone()));
+                    }
+                    continue;
+                }
+                PeerEvent::Track(track) => {
+                    if let Some(cur) = io.current.as_ref().filter(|c| c.conn == conn) {
+                        let ctx = ViewContext {
+                            figures: io.figures.clone(),
+                            started: io.started,
+                            keyframe: KeyframeRequest::default(),
+                            sync: cur.sync.clone(),
+                        };
+                        let id = TrackId(next_track);
+                        next_track += 1;
+                        tokio::spawn(receive::receive(track, id, sinks.clone(), ctx));
+                    }
+                    continue;
+                }
+            },
+            Some((conn, message)) = said_rx.recv() => Input::Said(conn, message),
+        };
+        machine.handle_input(Instant::now(), input);
+        io.carry_out(&mut machine, Some(&signal)).await;
+    }
+    machine.close_all();
+    io.carry_out(&mut machine, Some(&signal)).await;
+    drop(io.replay.take());
+    signal.disconnect().await;
+    // The last figures, so a caller that stops after N frames sees them.
+    events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(
+        io.figures.snapshot(),
+    ))));
+    result
+}
+
+/// What the viewer's I/O loop holds: the connection, its data channels, the figures.
+struct Io<'a> {
+    started: Instant,
+    figures: Arc<Figures>,
+    link: Arc<Link>,
+    events: &'a SessionEvents,
+    peer: PeerSettings,
+    peer_tx: mpsc::Sender<(ConnId, PeerEvent)>,
+    current: Option<Current>,
+    trace: Option<Arc<Trace>>,
+    replay: Option<Replay>,
+}
+
+impl Io<'_> {
+    /// Carries out what `machine` decided, in order (what doing so reports goes back in).
+    async fn carry_out(&mut self, machine: &mut ViewerMachine, signal: Option<&SignalClient>) {
+        while let Some(output) = machine.poll_output() {
+            match output {
+                Output::Watch => {
+                    if let Some(signal) = signal {
+                        signal.send("watcher", vec![]).await;
+                    }
+                }
+                Output::Answer { conn, offer } => {
+                    let report = match answer(&self.peer, conn, offer, &self.peer_tx).await {
                         Ok((pc, answer)) => {
-                            signal.send("answer", vec![json!(from), answer]).await;
-                            figures.mark("3 answered", started);
-                            current = Some(Current {
+                            self.current = Some(Current {
                                 conn,
-                                broadcaster: from,
                                 pc,
                                 sync: Arc::default(),
                                 rtt: None,
                             });
+                            ConnReport::Answered(answer)
                         }
-                        Err(e) => tracing::warn!("cannot answer the broadcaster's offer: {e}"),
+                        Err(e) => ConnReport::Failed(e.to_string()),
+                    };
+                    machine.handle_input(Instant::now(), Input::Conn(conn, report));
+                }
+                Output::SendAnswer { to, answer } => {
+                    if let Some(signal) = signal {
+                        signal.send("answer", vec![json!(to), answer]).await;
                     }
                 }
-                SignalEvent::Candidate(from, c) => {
-                    if let Some(cur) = &current
-                        && cur.broadcaster == from
-                    {
-                        match peer::candidate(c) {
+                Output::SendCandidate { to, candidate } => {
+                    if let Some(signal) = signal {
+                        signal.send("candidate", vec![json!(to), candidate]).await;
+                    }
+                }
+                Output::AddCandidate { conn, candidate } => {
+                    if let Some(cur) = self.current.as_ref().filter(|c| c.conn == conn) {
+                        match peer::candidate(candidate) {
                             Ok(c) => {
                                 if let Err(e) = cur.pc.add_ice_candidate(c).await {
                                     tracing::debug!("unusable candidate: {e}");
@@ -438,93 +517,68 @@ pub async fn run(
                         }
                     }
                 }
-                SignalEvent::Error(e) => tracing::warn!("signal server: {e}"),
-                SignalEvent::IceServers(servers) => peer_settings.ice_servers = servers,
-                SignalEvent::Watcher(_)
-                | SignalEvent::Answer(..)
-                | SignalEvent::Viewers(_)
-                | SignalEvent::Replaced => {}
-            },
-            Some((conn, event)) = peer_rx.recv() => {
-                // A connection that was replaced has nothing more to say.
-                let Some(cur) = current.as_mut().filter(|c| c.conn == conn) else {
-                    continue;
-                };
-                match event {
-                    PeerEvent::Candidate(c) => {
-                        signal.send("candidate", vec![json!(cur.broadcaster), c]).await;
-                    }
-                    PeerEvent::State(s) => {
-                        tracing::debug!(%conn, "connection {s}");
-                        match s {
-                            RTCPeerConnectionState::Connected => {
-                                figures.mark("4b connected (DTLS)", started);
-                                tracing::info!("connected to the broadcaster ({})", cur.broadcaster);
-                                pacer.reset();
-                                if cur.rtt.is_none() {
-                                    cur.rtt = Some(tokio::spawn(measure_rtt(cur.pc.clone(), figures.clone())));
-                                }
-                                state.set(ViewState::Live).await;
-                            }
-                            RTCPeerConnectionState::Failed => {
-                                // Ask again: the broadcaster offers a fresh connection.
-                                close(&mut current, &link);
-                                state.set(ViewState::WaitingForBroadcaster).await;
-                                signal.send("watcher", vec![]).await;
-                            }
-                            _ => {}
+                Output::Close(conn) => {
+                    self.link.forget(conn);
+                    if let Some(c) = self.current.take_if(|c| c.conn == conn) {
+                        if let Some(rtt) = c.rtt {
+                            rtt.abort();
                         }
-                    }
-                    PeerEvent::IceConnected => figures.mark("4a ICE connected", started),
-                    PeerEvent::DataChannel(dc) => {
-                        let (events, figures) = (events.clone(), figures.clone());
-                        tokio::spawn(link.clone().serve(conn, dc, move |e| match e {
-                            // A change of state: never dropped.
-                            BroadcasterMessage::Welcome { control } => {
-                                let events = events.clone();
-                                tokio::spawn(async move {
-                                    events.send(SessionEvent::View(ViewEvent::Control(control))).await;
-                                });
-                            }
-                            BroadcasterMessage::Projection(p) => {
-                                figures.update(|s| s.projection = Some(p));
-                                let events = events.clone();
-                                tokio::spawn(async move {
-                                    events.send(SessionEvent::View(ViewEvent::Projection(p))).await;
-                                });
-                            }
-                            BroadcasterMessage::Telemetry { t_ms, data } => {
-                                figures.update(|s| s.telemetry_received += 1);
-                                events.offer(SessionEvent::View(ViewEvent::Telemetry { t_ms, data }));
-                            }
-                            BroadcasterMessage::Error { message } => {
-                                events.offer(SessionEvent::View(ViewEvent::Refused(message)));
-                            }
-                        }));
-                    }
-                    PeerEvent::Track(track) => {
-                        let ctx = ViewContext {
-                            figures: figures.clone(),
-                            started,
-                            keyframe: KeyframeRequest::default(),
-                            sync: cur.sync.clone(),
-                        };
-                        let id = TrackId(next_track);
-                        next_track += 1;
-                        tokio::spawn(receive::receive(track, id, sinks.clone(), ctx));
+                        tokio::spawn(async move {
+                            let _ = c.pc.close().await;
+                        });
                     }
                 }
+                Output::MeasureRtt(conn) => {
+                    if let Some(cur) = self.current.as_mut().filter(|c| c.conn == conn) {
+                        cur.rtt = Some(tokio::spawn(measure_rtt(
+                            cur.pc.clone(),
+                            self.figures.clone(),
+                        )));
+                    }
+                }
+                Output::SendView(view) => {
+                    let sample = ViewportSample {
+                        t_ms: unix_ms(),
+                        view,
+                    };
+                    if self.link.send_viewport(&sample).await.is_ok() {
+                        self.figures.update(|s| s.viewport_samples_sent += 1);
+                    }
+                }
+                Output::StartTrace => {
+                    if let Some(trace) = self.trace.clone() {
+                        self.replay = Some(Replay(tokio::spawn(replay(
+                            trace,
+                            self.link.clone(),
+                            self.figures.clone(),
+                        ))));
+                    }
+                }
+                Output::Mark(step) => self.figures.mark(step, self.started),
+                Output::Event(event) => self.report(event).await,
             }
         }
     }
-    close(&mut current, &link);
-    drop(replay);
-    signal.disconnect().await;
-    // The last figures, so a caller that stops after N frames sees them.
-    events.offer(SessionEvent::View(ViewEvent::Stats(Box::new(
-        figures.snapshot(),
-    ))));
-    result
+
+    /// Reports `event`: changes of state are never dropped, figures and telemetry may be.
+    async fn report(&self, event: ViewEvent) {
+        match &event {
+            ViewEvent::Projection(p) => {
+                let p = *p;
+                self.figures.update(|s| s.projection = Some(p));
+            }
+            ViewEvent::Telemetry { .. } => self.figures.update(|s| s.telemetry_received += 1),
+            _ => {}
+        }
+        match event {
+            ViewEvent::State(_) | ViewEvent::Control(_) | ViewEvent::Projection(_) => {
+                self.events.send(SessionEvent::View(event)).await;
+            }
+            ViewEvent::Stats(_) | ViewEvent::Telemetry { .. } | ViewEvent::Refused(_) => {
+                self.events.offer(SessionEvent::View(event));
+            }
+        }
+    }
 }
 
 /// Sleeps until `at`, or for ever when there is nothing to wait for.
@@ -544,15 +598,9 @@ impl Drop for Replay {
     }
 }
 
-/// Sends `trace` as viewport samples at its own timing, from the first decoded frame on (the
-/// first received, for a viewer that does not decode), once the data channels are open: they
-/// may come up a moment after the picture.
-async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>, decodes: bool) {
-    if decodes {
-        figures.first_frame.notified().await;
-    } else {
-        figures.first_received.notified().await;
-    }
+/// Sends `trace` as viewport samples at its own timing (it starts at the first frame), once
+/// the data channels are open: they may come up a moment after the picture.
+async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>) {
     if tokio::time::timeout(Duration::from_secs(5), link.ready())
         .await
         .is_err()
@@ -586,27 +634,6 @@ async fn replay(trace: Arc<Trace>, link: Arc<Link>, figures: Arc<Figures>, decod
     );
 }
 
-/// The view state, sent whenever it changes.
-struct State<'a> {
-    now: Option<ViewState>,
-    events: &'a SessionEvents,
-}
-
-impl<'a> State<'a> {
-    fn new(events: &'a SessionEvents) -> Self {
-        Self { now: None, events }
-    }
-
-    async fn set(&mut self, state: ViewState) {
-        if self.now != Some(state) {
-            self.now = Some(state);
-            self.events
-                .send(SessionEvent::View(ViewEvent::State(state)))
-                .await;
-        }
-    }
-}
-
 /// Measures the connection's round trip every [`STATS_INTERVAL`] (off the event loop).
 async fn measure_rtt(pc: Arc<dyn PeerConnection>, figures: Arc<Figures>) {
     let mut tick = tokio::time::interval(STATS_INTERVAL);
@@ -628,7 +655,6 @@ async fn measure_rtt(pc: Arc<dyn PeerConnection>, figures: Arc<Figures>) {
 async fn answer(
     settings: &PeerSettings,
     conn: ConnId,
-    from: &str,
     offer: Value,
     events: &mpsc::Sender<(ConnId, PeerEvent)>,
 ) -> Result<(Arc<dyn PeerConnection>, Value), peer::PeerError> {
@@ -643,7 +669,7 @@ async fn answer(
     .await;
     match result {
         Ok(answer) => {
-            tracing::debug!(broadcaster = from, "answered");
+            tracing::debug!(%conn, "answered");
             Ok((pc, peer::description_json(&answer)))
         }
         Err(e) => {
