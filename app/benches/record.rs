@@ -133,7 +133,7 @@ fn killed_after(after: Duration) -> f64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(after);
-    let killed_at = omnicast_engine::audio::sync::unix_now_s();
+    let killed_at = omnicast_engine::lipsync::unix_now_s();
     let _ = caster.kill();
     let _ = caster.wait();
     let (file, start) = recording(&dir).expect("a recording");

@@ -3,6 +3,7 @@
 //! meanwhile.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,6 +125,22 @@ pub enum CaptureError {
     /// A file given as the source that cannot be used.
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+}
+
+/// A file source's error: the file's path and what is wrong with it.
+pub(crate) fn file_error(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
+    CaptureError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A file's name for messages (its whole path when it has no name).
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// A captured picture, and when the device handed it over.

@@ -8,15 +8,8 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::capture::{CameraFrame, CaptureError, SourceSpec, VideoInput};
+use crate::capture::{CameraFrame, CaptureError, SourceSpec, VideoInput, file_error, file_name};
 use crate::frame::I420;
-
-pub(crate) fn file_error(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
-    CaptureError::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
 
 /// Hands out frames at most every `interval`, sleeping until the next is due.
 struct Clock {
@@ -212,13 +205,6 @@ impl VideoInput for Y4mSource {
         self.next_into(&mut image)?;
         Ok(CameraFrame { image, captured })
     }
-}
-
-pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 /// Opens a file source the way the broadcast will, so a bad file is said before anything

@@ -25,10 +25,10 @@ use shiguredo_mp4::demux::{
 };
 
 use crate::audio::FRAME_SAMPLES;
-use crate::broadcaster::video::VideoFigures;
 use crate::capture::{CameraFrame, CaptureError, VideoInput};
+use crate::capture::{file_error as capture_error, file_name};
 use crate::codec::H264Decoder;
-use crate::file_source::{file_error as capture_error, file_name};
+use crate::figures::VideoFigures;
 use crate::frame::I420;
 use crate::media::{EncodedFrame, KeyframeRequest, TrackId, TrackSink};
 use crate::record::fmp4::{AUDIO_TIMESCALE, VIDEO_TIMESCALE};

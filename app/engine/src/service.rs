@@ -24,7 +24,8 @@ use crate::frame::{FrameSlot, VideoFrame, save_png};
 use crate::hosting;
 use crate::record::Recorder;
 use crate::session::{self, Retry, SessionId, SessionState, StopHandle};
-use crate::viewer::{self, ViewCommand, ViewEvent, ViewSettings, ViewSink};
+use crate::sink::ViewSink;
+use crate::viewer::{self, ViewCommand, ViewEvent, ViewSettings};
 
 /// A broadcast to start.
 pub struct BroadcastPlan {
@@ -225,6 +226,17 @@ impl SessionEvents {
     pub fn offer(&self, event: SessionEvent) {
         self.outbox.offer(Event::Session { id: self.id, event });
     }
+    /// What a broadcast or viewer reports through, each event wrapped by `wrap`.
+    fn reporter<E: Send + 'static>(&self, wrap: fn(E) -> SessionEvent) -> session::Reporter<E> {
+        let (sends, offers) = (self.clone(), self.clone());
+        session::Reporter::new(
+            move |e| {
+                let events = sends.clone();
+                Box::pin(async move { events.send(wrap(e)).await })
+            },
+            move |e| offers.offer(wrap(e)),
+        )
+    }
 }
 
 struct Running {
@@ -407,7 +419,14 @@ async fn run_broadcast(
         );
         async move {
             let mut commands = commands.lock().await;
-            broadcaster::run(settings, lasting, &mut commands, &events, stop).await
+            broadcaster::run(
+                settings,
+                lasting,
+                &mut commands,
+                &events.reporter(SessionEvent::Broadcast),
+                stop,
+            )
+            .await
         }
     })
     .await;
@@ -466,7 +485,14 @@ async fn run_view(
         );
         async move {
             let mut commands = commands.lock().await;
-            viewer::run(settings, sinks, &mut commands, &events, stop).await
+            viewer::run(
+                settings,
+                sinks,
+                &mut commands,
+                &events.reporter(SessionEvent::View),
+                stop,
+            )
+            .await
         }
     })
     .await;

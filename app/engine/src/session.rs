@@ -4,11 +4,57 @@
 //! this way (through [`crate::service::Service`]).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::signal::SignalError;
+
+/// An event on its way, for [`Reporter::new`]'s `send`.
+pub type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a running broadcast or viewer reports its events (`E`: what it reports). The service
+/// makes one per session; a change of state waits for room and is never dropped, figures that
+/// the next report supersedes may be. Events arrive in the order they were reported.
+pub struct Reporter<E> {
+    send: Arc<dyn Fn(E) -> Delivery + Send + Sync>,
+    offer: Arc<dyn Fn(E) + Send + Sync>,
+}
+
+impl<E> Clone for Reporter<E> {
+    fn clone(&self) -> Self {
+        Self {
+            send: self.send.clone(),
+            offer: self.offer.clone(),
+        }
+    }
+}
+
+impl<E> Reporter<E> {
+    /// `send` delivers an event that must arrive (waiting for room), `offer` one that may be
+    /// dropped when the receiver is behind.
+    pub fn new(
+        send: impl Fn(E) -> Delivery + Send + Sync + 'static,
+        offer: impl Fn(E) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            send: Arc::new(send),
+            offer: Arc::new(offer),
+        }
+    }
+
+    /// A change of state: never dropped (waits for room).
+    pub async fn send(&self, event: E) {
+        (self.send)(event).await;
+    }
+
+    /// Figures the next report supersedes: dropped when the receiver is behind.
+    pub fn offer(&self, event: E) {
+        (self.offer)(event);
+    }
+}
 
 /// Delays between attempts: doubling from `min` up to `max`; back to `min` after a run that
 /// lasted [`HEALTHY_RUN`].

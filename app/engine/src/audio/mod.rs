@@ -10,7 +10,7 @@
 //! - [`output`]: where decoded sound goes: the default output device (cpal) or a clock alone.
 //! - [`playout`]: the viewer's audio sink on `omnicast-audio-out`: jitter buffer, Opus decoder,
 //!   volume, the WAV file, A/V sync figures.
-//! - [`sync`]: sender reports (RTCP SR) turned into capture times, shared by both tracks.
+//! - Lip sync (sender reports turned into capture times) serves both tracks: [`crate::lipsync`].
 
 pub mod jitter;
 pub mod microphone;
@@ -18,7 +18,6 @@ pub mod output;
 pub mod playout;
 pub mod send;
 pub mod source;
-pub mod sync;
 pub mod tone;
 
 use std::sync::atomic::{AtomicU32, Ordering};

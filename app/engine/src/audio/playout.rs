@@ -17,11 +17,12 @@ use parking_lot::Mutex;
 
 use super::jitter::{JitterBuffer, Pop};
 use super::output::{CHANNELS, Output};
-use super::sync::{SyncClock, unix_now_s};
 use super::tone::BeepDetector;
 use super::{FRAME_SAMPLES, Level, SAMPLE_RATE};
+use crate::figures::{Figures, MAX_LATENCY_SAMPLES};
+use crate::lipsync::{SyncClock, unix_now_s};
 use crate::media::{EncodedFrame, MediaKind, TrackSink, TrackSpec};
-use crate::viewer::{Figures, MAX_LATENCY_SAMPLES, ViewContext, ViewSink};
+use crate::sink::{ViewContext, ViewSink};
 
 /// Packets queued for the audio thread (2 s).
 const QUEUE: usize = 100;

@@ -23,17 +23,17 @@ use crate::capture::SourceSpec;
 use crate::channels::protocol::Viewport;
 use crate::channels::room::{DataRoom, DataSettings, DataStatus};
 use crate::fanout::{ConnCommand, ConnId, Fanout, Input, Output, ViewerSummary};
+use crate::figures::VideoFigures;
 use crate::media::{H264, KeyframeRequest, MediaKind, OPUS, TrackId, TrackSink, TrackSpec};
 use crate::peer::PeerSettings;
 use crate::record::Recorder;
 use crate::replay::{self, Replay, ReplaySinks};
-use crate::service::SessionEvents;
-use crate::session::{SessionError, StopSignal};
+use crate::session::{Reporter, SessionError, StopSignal};
 use crate::signal::{SignalClient, SignalEvent};
 use crate::values::Projection;
 use connection::Connection;
 use network::OutTrack;
-use video::{PreviewTap, VideoFigures, VideoSettings, VideoTrack};
+use video::{PreviewTap, VideoSettings, VideoTrack};
 
 #[derive(Debug, Clone)]
 pub struct BroadcastSettings {
@@ -151,7 +151,7 @@ pub async fn run(
     settings: BroadcastSettings,
     lasting: Lasting,
     commands: &mut mpsc::Receiver<BroadcastCommand>,
-    events: &SessionEvents,
+    events: &Reporter<BroadcastEvent>,
     stop: StopSignal,
 ) -> Result<(), SessionError> {
     let Lasting {
@@ -289,7 +289,7 @@ struct Broadcast<'a> {
     preview: Option<PreviewTap>,
     figures: &'a VideoFigures,
     audio: Option<&'a AudioFigures>,
-    events: &'a SessionEvents,
+    events: &'a Reporter<BroadcastEvent>,
 }
 
 /// Reports from every connection, queued for the loop.
@@ -342,9 +342,7 @@ impl Broadcast<'_> {
                     }
                     BroadcastCommand::Telemetry(data) => {
                         if let Err(e) = self.room.send_telemetry(data) {
-                            self.events.offer(crate::service::SessionEvent::Broadcast(
-                                BroadcastEvent::Refused(e.to_string()),
-                            ));
+                            self.events.offer(BroadcastEvent::Refused(e.to_string()),);
                         }
                     }
                 },
@@ -399,9 +397,7 @@ impl Broadcast<'_> {
                         .filter_map(|(id, v)| Some((id, v.viewport?)))
                         .collect();
                     if views != last_views {
-                        self.events.offer(crate::service::SessionEvent::Broadcast(
-                            BroadcastEvent::Views(views.clone()),
-                        ));
+                        self.events.offer(BroadcastEvent::Views(views.clone()),);
                         last_views = views;
                     }
                 }
@@ -476,7 +472,7 @@ struct StatusKeeper {
 impl StatusKeeper {
     fn offer(
         &mut self,
-        events: &SessionEvents,
+        events: &Reporter<BroadcastEvent>,
         fanout: &Fanout,
         figures: &VideoFigures,
         audio: Option<&AudioFigures>,
@@ -539,9 +535,7 @@ impl StatusKeeper {
             audio,
         };
         if self.last.as_ref() != Some(&status) {
-            events.offer(crate::service::SessionEvent::Broadcast(
-                BroadcastEvent::Status(Box::new(status.clone())),
-            ));
+            events.offer(BroadcastEvent::Status(Box::new(status.clone())));
             self.last = Some(status);
         }
     }

@@ -3,17 +3,17 @@
 //! handed to the track's sinks once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use crate::capture::{
     CAMERA_RETRY, CAMERA_STALL, CameraFeed, CameraSource, FeedState, OpenInput, SourceSpec,
     VideoInput,
 };
 use crate::codec::{EncoderSettings, H264Encoder};
+use crate::figures::VideoFigures;
 use crate::file_source::{ImageSource, Y4mSource};
 use crate::frame::{FrameSlot, I420, Nv12, VideoFrame};
 use crate::media::{EncodedFrame, KeyframeRequest, TrackSink, TrackSpec};
@@ -29,23 +29,6 @@ pub struct VideoSettings {
     pub width: u32,
     pub height: u32,
     pub encoder: EncoderSettings,
-}
-
-/// Figures the video thread keeps (it is their only writer); the broadcast reads them for its
-/// status.
-#[derive(Debug, Default)]
-pub struct VideoFigures {
-    /// What goes out: the camera's name, or the test pattern and why.
-    pub source: Mutex<String>,
-    pub frames_encoded: AtomicU64,
-    /// Ticks or camera frames dropped because the encoder was behind.
-    pub frames_dropped_late: AtomicU64,
-    pub keyframes: AtomicU64,
-    pub encode_us_total: AtomicU64,
-    /// Threads encoding the current picture size.
-    pub encoder_threads: AtomicU64,
-    /// The frames are a recording's, sent as recorded (nothing is encoded).
-    pub sent_as_recorded: AtomicBool,
 }
 
 /// Where a preview of what goes out is shown, and whether it is shown now (a window on the
@@ -392,6 +375,7 @@ mod tests {
     use crate::capture::fake::{FakeCamera, opener};
     use crate::codec::H264Decoder;
     use crate::media::{H264, TrackId};
+    use std::sync::atomic::AtomicU64;
 
     #[test]
     fn the_pacer_holds_a_fast_camera_to_the_frame_rate_and_lets_a_slow_one_through() {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::media::{EncodedFrame, KeyframeRequest, MediaKind, TrackSink, TrackSpec};
-use crate::viewer::{ViewContext, ViewSink};
+use crate::sink::{ViewContext, ViewSink};
 use fmp4::RecSample;
 
 /// The free space a recording leaves on its disk unless told otherwise.

@@ -328,7 +328,7 @@ impl Writer<'_> {
 
 /// Now, whole seconds since the Unix epoch (a file's creation time).
 fn now_unix_s() -> u64 {
-    crate::audio::sync::unix_now_s() as u64
+    crate::lipsync::unix_now_s() as u64
 }
 
 /// A room name as part of a file name.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use super::{Figures, MAX_LATENCY_SAMPLES, ViewContext, ViewSink};
-use crate::audio::sync::{SyncClock, unix_now_s};
 use crate::codec::H264Decoder;
+use crate::figures::{Figures, MAX_LATENCY_SAMPLES};
 use crate::frame::{FrameSlot, Nv12, VideoFrame};
+use crate::lipsync::{SyncClock, unix_now_s};
 use crate::media::{EncodedFrame, KeyframeRequest, MediaKind, TrackSink, TrackSpec};
+use crate::sink::{ViewContext, ViewSink};
 use crate::stamp;
 
 /// A freeze: no new frame for this long while frames flow.

@@ -9,9 +9,9 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::sender_report::SenderReport;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use super::{ViewContext, ViewSink};
 use crate::media::{self, EncodedFrame, MediaKind, TrackId, TrackSink, TrackSpec};
 use crate::rtp::{FrameAssembler, TimestampUnwrapper};
+use crate::sink::{ViewContext, ViewSink};
 
 /// Keyframe requests go out at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
