@@ -32,6 +32,10 @@ const omnicastRecorder = (() => {
    * broadcaster left) saves the file too; recording goes on once a stream comes back, until Stop.
    */
   function attach({ button, label, getStream, who }) {
+    /** Whether the person asked to record (from Record to Stop), whatever the stream does. */
+    let wanted = false;
+    let recorder = null;
+    let recorded = null;
     const state = { recording: false, bytes: 0, type: null, saved: null, files: [], error: null, follow };
     const type = supportedType();
     if (type === null) {
@@ -39,10 +43,6 @@ const omnicastRecorder = (() => {
       button.title = "This browser cannot record (no MediaRecorder)";
       return state;
     }
-    /** Whether the person asked to record (from Record to Stop), whatever the stream does. */
-    let wanted = false;
-    let recorder = null;
-    let recorded = null;
     let chunks = [];
     let started = 0;
     let timer = null;
