@@ -146,10 +146,22 @@ async fn views_reach_the_log_in_order_and_only_the_key_reaches_the_robot() {
         })
         .await;
 
-    // Standing still, the view goes again once a second.
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
-    let lines = logged(&log, &op_id);
-    assert!((21..=24).contains(&lines.len()), "{} lines", lines.len());
+    // Standing still, the view goes again once a second: the next two samples are the last
+    // view, each about a second after the one before.
+    let lines = until_logged(&log, &op_id, 22).await;
+    assert!(lines.len() >= 22, "{} lines", lines.len());
+    let t_sent: Vec<f64> = lines
+        .iter()
+        .map(|l| l["t_sent"].as_f64().unwrap())
+        .collect();
+    for i in 20..22 {
+        assert_eq!(lines[i]["yaw"].as_f64(), Some(95.0), "{}", lines[i]);
+        let gap = t_sent[i] - t_sent[i - 1];
+        assert!(
+            (900.0..1_300.0).contains(&gap),
+            "{gap} ms after the one before"
+        );
+    }
 
     // Messages: the operator's reach the broadcaster (and the robot); the watcher's are refused.
     operator.command(SessionCommand::View(ViewCommand::Message(

@@ -186,21 +186,24 @@ fn a_broadcast_started_in_one_app_shows_moving_video_in_another() {
     let shots = viewer.state().snapshot_dir().to_owned();
     viewer.get_by_label("Snapshot").click();
     let until = Instant::now() + Duration::from_secs(10);
-    let png = loop {
+    // The file appears, then is written: wait until it reads as a whole PNG.
+    let img = loop {
         viewer.step();
         let found = std::fs::read_dir(&shots)
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "png"));
-        if let Some(p) = found {
-            break p;
+        if let Some(img) = found.and_then(|p| image::open(p).ok()) {
+            break img;
         }
-        assert!(Instant::now() < until, "no snapshot in {}", shots.display());
+        assert!(
+            Instant::now() < until,
+            "no whole snapshot in {}",
+            shots.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_millis(200));
-    let img = image::open(&png).expect("a PNG");
     assert_eq!((img.width(), img.height()), (640, 360));
 
     // Full screen (F11) shows only the picture; F11 again brings the controls back.

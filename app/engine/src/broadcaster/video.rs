@@ -566,7 +566,12 @@ mod tests {
             Some(tap.clone()),
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // Frames go out with the preview off: none is copied for it.
+        let until = Instant::now() + Duration::from_secs(10);
+        while track.figures().frames_encoded.load(Ordering::Relaxed) < 5 {
+            assert!(Instant::now() < until, "the track encodes frames");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(slot.take().is_none(), "off until asked");
         tap.set(true);
         let frame = slot

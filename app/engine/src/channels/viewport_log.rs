@@ -236,7 +236,15 @@ mod tests {
             .map(|l| l["t_sent"].as_f64().unwrap())
             .collect();
         assert!(a.windows(2).all(|w| w[0] < w[1]), "in order per viewer");
-        let status = log.status();
+        // Counted as written once synced to disk, a moment after the lines can be read.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let status = log.status();
+            if status.written >= 100 || Instant::now() > deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert_eq!((status.written, status.dropped), (100, 0));
         // Reopening appends.
         drop(log);
