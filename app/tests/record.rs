@@ -181,7 +181,9 @@ fn a_broadcaster_records_ten_seconds_of_picture_and_sound_as_they_were_captured(
     // Each beep began at a whole second of the capture clock: in the file, at that second
     // less the file's start, within the half frame sound is aligned to (and the detector's ms).
     let start_s = sidecar["start_unix_ms"].as_f64().unwrap() / 1000.0;
-    let onsets = beeps(&file);
+    // A beep already sounding when the file starts (one start in ten) has no onset in it: the
+    // detector reports the file's first sample.
+    let onsets: Vec<f64> = beeps(&file).into_iter().filter(|t| *t > 0.005).collect();
     assert!(onsets.len() >= 8, "beeps at {onsets:?}");
     for t in onsets {
         let capture = start_s + t;
