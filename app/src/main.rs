@@ -557,7 +557,11 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
     }
     let mut view = view_plan(&settings, peer, Retry::UnlessFirstUnreachable, sinks)?;
     if let Some(path) = &args.viewport_trace {
-        let trace = Trace::load(path)?;
+        // File I/O: off the async threads.
+        let trace = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Trace::load(&path)).await??
+        };
         tracing::info!(
             "viewport trace {}: {} samples over {:.1} s",
             path.display(),
@@ -594,7 +598,11 @@ async fn view_headless(args: &ViewArgs, peer: &PeerSettings) -> anyhow::Result<(
             json["record"] = serde_json::to_value(r)?;
         }
         let json = serde_json::to_string_pretty(&json)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+        })
+        .await??;
     }
     if let Some(path) = args.snapshot.clone() {
         let frame = slot

@@ -378,10 +378,15 @@ async fn run_broadcast(
             }));
         })
     };
-    let room = match DataRoom::start(&settings.data, on_message) {
+    // Opening the viewport log is file I/O: off the async threads.
+    let data = settings.data.clone();
+    let started = tokio::task::spawn_blocking(move || DataRoom::start(&data, on_message))
+        .await
+        .map_err(|e| format!("the data channels did not start: {e}"))
+        .and_then(|started| started.map_err(|e| e.to_string()));
+    let room = match started {
         Ok(room) => room,
-        Err(e) => {
-            let error = e.to_string();
+        Err(error) => {
             tracing::error!("{error}");
             events
                 .send(SessionEvent::State(SessionState::Stopped {

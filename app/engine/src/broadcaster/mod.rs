@@ -171,20 +171,24 @@ pub async fn run(
         codec: &OPUS,
     };
     // A recording whose H.264 viewers can take as it is goes out as recorded, its sound too.
+    // Probing it is file I/O: off the async threads.
     let replay = match &settings.video.source {
-        SourceSpec::Mp4(path) => match replay::probe(path) {
-            Ok(info) if info.sendable_as_is => Some((path.clone(), info)),
-            Ok(info) => {
-                tracing::info!(
-                    "{}: H.264 profile {} is not Constrained Baseline: re-encoding it",
-                    path.display(),
-                    info.profile
-                );
-                None
+        SourceSpec::Mp4(path) => {
+            let file = path.clone();
+            match tokio::task::spawn_blocking(move || replay::probe(&file)).await {
+                Ok(Ok(info)) if info.sendable_as_is => Some((path.clone(), info)),
+                Ok(Ok(info)) => {
+                    tracing::info!(
+                        "{}: H.264 profile {} is not Constrained Baseline: re-encoding it",
+                        path.display(),
+                        info.profile
+                    );
+                    None
+                }
+                // Said, and retried, by the capture thread as for any file.
+                _ => None,
             }
-            // Said, and retried, by the capture thread as for any file.
-            Err(_) => None,
-        },
+        }
         _ => None,
     };
     let sound = match &replay {
