@@ -26,7 +26,7 @@ const omnicastRecorder = (() => {
   /**
    * Wires `button` to record `getStream()`; `label` shows the time and size. `who` names the
    * file ("broadcast" or "view"). Returns the state tests read ({recording, bytes, type, saved,
-   * files, error}) and `follow()`, which the page calls whenever the stream it sends or shows is
+   * error}) and `follow()`, which the page calls whenever the stream it sends or shows is
    * replaced (another camera, a reconnected broadcaster): a recording cannot change streams, so
    * the file so far is saved and the next one starts on the new stream. A stream that ends (the
    * broadcaster left) saves the file too; recording goes on once a stream comes back, until Stop.
@@ -36,7 +36,7 @@ const omnicastRecorder = (() => {
     let wanted = false;
     let recorder = null;
     let recorded = null;
-    const state = { recording: false, bytes: 0, type: null, saved: null, files: [], error: null, follow };
+    const state = { recording: false, bytes: 0, type: null, saved: null, error: null, follow };
     const type = supportedType();
     if (type === null) {
       button.disabled = true;
@@ -162,7 +162,6 @@ const omnicastRecorder = (() => {
       a.remove();
       setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
       state.saved = name;
-      state.files.push(name);
       show();
     }
 

@@ -76,6 +76,18 @@ test("opened by a link in a browser with default settings, the 360° view shows 
   assert.deepEqual(errors, [], "no WebGL errors");
 });
 
+/** The compass picture broadcast at `size`, and an 800×600 page in a browser of its own. */
+async function compassBroadcast(name, size) {
+  const png = path.join(dir, `compass-${name}.png`);
+  await compassPng(png);
+  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", size]);
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+  const page = await browser.context.newPage();
+  await page.setViewportSize({ width: 800, height: 600 });
+  return { url, page };
+}
+
 /** Makes `page` a browser that shows a video's first frame and starts it only `delayMs` later
  * (or, with `refuse`, only from a tap): no autoplay attribute, play() late or refused. */
 async function latePlay(page, { delayMs = 0, refuse = false }) {
@@ -103,14 +115,8 @@ async function latePlay(page, { delayMs = 0, refuse = false }) {
 }
 
 test("the 360° view shows the picture however late the video starts after its first frame, and after a lost GL context", async () => {
-  const png = path.join(dir, "compass-late.png");
-  await compassPng(png);
-  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "1920x960"]);
-  const browser = await launchChromium();
-  cleanups.push(() => browser.close());
-  const page = await browser.context.newPage();
+  const { url, page } = await compassBroadcast("late", "1920x960");
   const errors = glErrors(page);
-  await page.setViewportSize({ width: 800, height: 600 });
   await latePlay(page, { delayMs: 1500 });
   await page.goto(`${url}/?view=360&yaw=90&pitch=0&fov=60`);
   await waitFor("live", () => page.evaluate(() => window.omnicast.status === "live"), 30_000);
@@ -129,13 +135,7 @@ test("the 360° view shows the picture however late the video starts after its f
 });
 
 test("a browser that will not start the video by itself: the page offers Play, and a tap shows the 360° picture", async () => {
-  const png = path.join(dir, "compass-tap.png");
-  await compassPng(png);
-  const { url } = await desktopBroadcaster(["--source", `image:${png}`, "--size", "640x320"]);
-  const browser = await launchChromium();
-  cleanups.push(() => browser.close());
-  const page = await browser.context.newPage();
-  await page.setViewportSize({ width: 800, height: 600 });
+  const { url, page } = await compassBroadcast("tap", "640x320");
   await latePlay(page, { refuse: true });
   await page.goto(`${url}/?view=360&yaw=90&pitch=0&fov=60`);
   await waitFor("the Play button", () => page.isVisible("#play"), 30_000);

@@ -158,7 +158,7 @@ fn resolve(
 }
 
 /// A cycle in `edges`, if there is one, as the modules round it.
-fn cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<Vec<String>>> {
+fn cycle(edges: &Edges) -> Option<Vec<Vec<String>>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -167,7 +167,7 @@ fn cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<Vec
     }
     fn visit(
         node: &Vec<String>,
-        edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        edges: &Edges,
         marks: &mut BTreeMap<Vec<String>, Mark>,
         stack: &mut Vec<Vec<String>>,
     ) -> Option<Vec<Vec<String>>> {
@@ -205,10 +205,11 @@ fn cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<Vec
     None
 }
 
-/// The import edges of the crate whose sources are in `src`, between files and between
-/// top-level modules.
+/// Which modules each module imports.
 type Edges = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
 
+/// The import edges of the crate whose sources are in `src`, between files and between
+/// top-level modules.
 fn edges(src: &Path) -> (Edges, Edges) {
     let known = modules(src);
     let (mut files, mut tops) = (Edges::new(), Edges::new());

@@ -346,7 +346,7 @@ impl Broadcast<'_> {
                     }
                     BroadcastCommand::Telemetry(data) => {
                         if let Err(e) = self.room.send_telemetry(data) {
-                            self.events.offer(BroadcastEvent::Refused(e.to_string()),);
+                            self.events.offer(BroadcastEvent::Refused(e.to_string()));
                         }
                     }
                 },
@@ -401,7 +401,7 @@ impl Broadcast<'_> {
                         .filter_map(|(id, v)| Some((id, v.viewport?)))
                         .collect();
                     if views != last_views {
-                        self.events.offer(BroadcastEvent::Views(views.clone()),);
+                        self.events.offer(BroadcastEvent::Views(views.clone()));
                         last_views = views;
                     }
                 }
